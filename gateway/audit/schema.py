@@ -1,0 +1,62 @@
+"""DDL of the gateway database: the chained audit log and the approval requests.
+
+Approval requests live beside the audit log so that a request and the audit
+record that created it commit in one transaction.
+"""
+
+GENESIS_HASH = "0" * 64
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    event TEXT NOT NULL,
+    call_id TEXT,
+    subject TEXT,
+    tool TEXT,
+    decision TEXT,
+    outcome TEXT,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_subject ON audit_log (subject, seq);
+CREATE INDEX IF NOT EXISTS audit_tool ON audit_log (tool, seq);
+CREATE INDEX IF NOT EXISTS audit_decision ON audit_log (decision, seq);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts);
+CREATE INDEX IF NOT EXISTS audit_call ON audit_log (call_id);
+
+-- Append-only: no UPDATE, no DELETE, and every INSERT must extend the chain
+-- (this also stops INSERT OR REPLACE, which would not fire the DELETE trigger).
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_extends_chain BEFORE INSERT ON audit_log
+WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log)
+  OR NEW.prev_hash IS NOT COALESCE(
+       (SELECT hash FROM audit_log WHERE seq = NEW.seq - 1), '{GENESIS_HASH}')
+BEGIN SELECT RAISE(ABORT, 'audit_log insert must extend the hash chain'); END;
+
+CREATE TABLE IF NOT EXISTS approval_requests (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    arguments_digest TEXT NOT NULL,
+    definition_hash TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    approver_role TEXT,
+    approvals_required INTEGER NOT NULL DEFAULT 1,
+    reasons TEXT NOT NULL,
+    call_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_status ON approval_requests (status, created_at);
+"""

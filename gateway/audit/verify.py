@@ -1,0 +1,60 @@
+"""Check the audit chain: every record is where it was written, as it was written."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from gateway.audit.query import open_readonly
+from gateway.audit.records import chain_hash
+from gateway.audit.schema import GENESIS_HASH
+
+_COLUMNS = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")
+
+
+class VerifyReport(BaseModel):
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify_chain(connection: sqlite3.Connection) -> VerifyReport:
+    """Walk the log in order; report the first record that was edited, removed, inserted or moved."""
+    expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
+    rows = connection.execute(
+        f"SELECT seq, prev_hash, hash, body, {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq"
+    )
+    for seq, stored_prev, stored_hash, body, *columns in rows:
+        if seq != expected_seq:
+            return _bad(count, expected_seq, f"record {expected_seq} is missing (next record is {seq})")
+        if stored_prev != prev_hash:
+            return _bad(count, seq, f"record {seq} does not link to record {seq - 1} (deleted, inserted or moved)")
+        if chain_hash(stored_prev, body) != stored_hash:
+            return _bad(count, seq, f"record {seq} was altered: its hash does not match its content")
+        try:
+            content = json.loads(body)
+        except json.JSONDecodeError:
+            return _bad(count, seq, f"record {seq} has a body that is not JSON")
+        if content.get("seq") != seq:
+            return _bad(count, seq, f"record {seq} carries sequence number {content.get('seq')} (moved)")
+        for name, value in zip(_COLUMNS, columns, strict=True):
+            if content.get(name) != value:
+                return _bad(count, seq, f"record {seq} was altered: column {name} differs from the hashed content")
+        expected_seq, prev_hash, count = seq + 1, stored_hash, count + 1
+    return VerifyReport(ok=True, records=count)
+
+
+def verify_file(path: Path) -> VerifyReport:
+    connection = open_readonly(path)
+    try:
+        return verify_chain(connection)
+    finally:
+        connection.close()
+
+
+def _bad(count: int, seq: int, problem: str) -> VerifyReport:
+    return VerifyReport(ok=False, records=count, first_bad_seq=seq, problem=problem)

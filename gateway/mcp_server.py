@@ -1,0 +1,97 @@
+"""The MCP layer: translate MCP requests into gateway calls and outcomes into MCP results.
+
+Nothing here decides anything. Governed refusals reach the client as tool
+results with `isError: true` and `structuredContent.code`; see `to_call_result`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp.types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.auth.middleware.auth_context import get_access_token
+
+from gateway.gateway import Gateway
+from gateway.outcomes import Outcome
+from gateway.pipeline import Caller
+from gateway.sources.base import ToolDefinition
+
+SERVER_NAME = "portcullis"
+
+
+def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None = None, version: str = "") -> Server:
+    """A low-level MCP server whose every tool call goes through `gateway`."""
+
+    def caller(ctx: ServerRequestContext[Any]) -> Caller:
+        name, client_version = _client_info(ctx)
+        if transport == "stdio":
+            subject, auth = stdio_subject, "stdio"
+        else:
+            token = get_access_token()
+            subject = token.subject if token is not None else None
+            auth = str((token.claims or {}).get("auth", "bearer")) if token is not None else "none"
+        return Caller(
+            subject=subject,
+            auth=auth,
+            transport=transport,
+            client_name=name,
+            client_version=client_version,
+            protocol_version=ctx.protocol_version,
+        )
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        outcome = await gateway.call_tool(caller(ctx), params.name, params.arguments or {})
+        return to_call_result(outcome)
+
+    return Server(
+        SERVER_NAME,
+        version=version,
+        instructions="Portcullis: every tool call here is authorized, checked and audited.",
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        get_tool_input_schema=gateway.tool_input_schema,
+    )
+
+
+def to_mcp_tool(definition: ToolDefinition) -> types.Tool:
+    return types.Tool(
+        name=definition.name,
+        title=definition.title,
+        description=definition.description,
+        input_schema=definition.input_schema,
+        output_schema=definition.output_schema,
+        annotations=types.ToolAnnotations.model_validate(definition.annotations) if definition.annotations else None,
+    )
+
+
+def to_call_result(outcome: Outcome) -> types.CallToolResult:
+    """An outcome as the client sees it; errors carry `code`, `message` and the audit id."""
+    if outcome.ok:
+        return types.CallToolResult.model_validate(
+            {"content": outcome.content, "structuredContent": outcome.structured, "isError": False}
+        )
+    structured = {
+        **outcome.data,
+        "code": outcome.code.value,
+        "message": outcome.message,
+        "stage": outcome.stage,
+        "audit_id": outcome.audit_id,
+    }
+    text = f"{outcome.code.value}: {outcome.message}"
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=True
+    )
+
+
+def _client_info(ctx: ServerRequestContext[Any]) -> tuple[str | None, str | None]:
+    params = ctx.session.client_params
+    if params is not None and params.client_info is not None:
+        return params.client_info.name, params.client_info.version
+    info = (ctx.meta or {}).get(types.CLIENT_INFO_META_KEY)
+    if isinstance(info, dict):
+        return info.get("name"), info.get("version")
+    return None, None

@@ -1,0 +1,48 @@
+"""Hold calls that need a person's approval: record a pending request and answer at once."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gateway.approvals import pending_request
+from gateway.outcomes import Decision, Outcome, OutcomeCode
+from gateway.pipeline.context import CallContext, Continue, Stop
+
+
+class Approval:
+    name: ClassVar[str] = "approval"
+    executes: ClassVar[bool] = False
+
+    def __init__(self, policy_version: str) -> None:
+        self._policy_version = policy_version
+
+    async def __call__(self, call: CallContext) -> Continue | Stop:
+        decision, tool = call.decision, call.tool
+        if decision is None or tool is None or decision.decision is not Decision.APPROVAL_REQUIRED:
+            return Continue(call)
+        approver = decision.approver or "an approver"
+        if not call.execute:
+            message = f"approval by {approver} is required"
+            return Stop(call, Outcome.refuse(OutcomeCode.APPROVAL_REQUIRED, message, stage=self.name))
+        request = pending_request(
+            subject=call.caller.subject or "",
+            tool=call.tool_name,
+            arguments=call.arguments,
+            definition_hash=tool.definition_hash,
+            policy_version=self._policy_version,
+            approver_role=decision.approver,
+            reasons=[decision.reason, *(f.message for f in call.findings)],
+            call_id=call.call_id,
+        )
+        message = f"approval by {approver} is required; request {request.id} is pending"
+        return Stop(
+            call.evolve(approval_id=request.id, statements=(*call.statements, request.insert())),
+            Outcome.refuse(
+                OutcomeCode.APPROVAL_REQUIRED,
+                message,
+                stage=self.name,
+                approval_id=request.id,
+                approver_role=decision.approver,
+                status=request.status.value,
+            ),
+        )

@@ -1,0 +1,40 @@
+"""Casbin authorization: allow, deny or approval required, deny by default.
+
+A tool the caller may not call does not exist for them: the refusal is the same
+`unknown_tool` an unknown name gets, while the audit log records the real
+decision and the rule behind it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from gateway.catalog import Catalog
+from gateway.outcomes import Decision, Outcome, OutcomeCode
+from gateway.pipeline.context import CallContext, Continue, Stop
+from gateway.policy import PolicyDecision, PolicyEngine
+
+
+class Authorization:
+    name: ClassVar[str] = "authorization"
+    executes: ClassVar[bool] = False
+
+    def __init__(self, policy: PolicyEngine, catalog: Catalog) -> None:
+        self._policy = policy
+        self._catalog = catalog
+
+    async def __call__(self, call: CallContext) -> Continue | Stop:
+        subject = call.caller.subject or ""
+        entry = self._catalog.get(call.tool_name)
+        if entry is None:
+            decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
+            return Stop(call.evolve(decision=decision), unknown_tool(call.tool_name, self.name))
+        decision = self._policy.decide(subject, call.tool_name)
+        call = call.evolve(tool=entry[0], decision=decision)
+        if decision.decision is Decision.DENY:
+            return Stop(call, unknown_tool(call.tool_name, self.name))
+        return Continue(call)
+
+
+def unknown_tool(name: str, stage: str) -> Outcome:
+    return Outcome.refuse(OutcomeCode.UNKNOWN_TOOL, f"Unknown tool: {name}", stage=stage)

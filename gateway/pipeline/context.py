@@ -1,0 +1,82 @@
+"""What travels through the pipeline: the caller, the call, and what each stage learned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.audit.store import Statement
+from gateway.outcomes import Outcome
+from gateway.policy import PolicyDecision
+from gateway.snapshot import Snapshot
+from gateway.sources.base import ToolDefinition, ToolResult
+
+
+class Caller(BaseModel):
+    """Who is calling and how. The subject comes only from the transport's authentication."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str | None
+    auth: str
+    """`stdio` (the --as subject), `api_key`, `cli`."""
+    transport: str
+    client_name: str | None = None
+    client_version: str | None = None
+    protocol_version: str | None = None
+
+
+class Finding(BaseModel):
+    """Something a guardrail noticed, recorded in the audit log with its rule id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    message: str
+    stage: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class CallContext:
+    call_id: str
+    caller: Caller
+    tool_name: str
+    arguments: Any
+    snapshot: Snapshot
+    execute: bool = True
+    """False for a dry run (`policy check`): nothing is recorded, queued or executed."""
+    roles: tuple[str, ...] = ()
+    tool: ToolDefinition | None = None
+    decision: PolicyDecision | None = None
+    findings: tuple[Finding, ...] = ()
+    arguments_bytes: int | None = None
+    arguments_digest: str | None = None
+    result: ToolResult | None = None
+    approval_id: str | None = None
+    statements: tuple[Statement, ...] = field(default=())
+    """Writes that commit atomically with this call's outcome record."""
+
+    def evolve(self, **changes: Any) -> CallContext:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Continue:
+    call: CallContext
+
+
+@dataclass(frozen=True)
+class Stop:
+    call: CallContext
+    outcome: Outcome
+
+
+class Stage(Protocol):
+    name: ClassVar[str]
+    executes: ClassVar[bool]
+    """True for the stage that runs the tool: the intent is recorded just before it."""
+
+    async def __call__(self, call: CallContext) -> Continue | Stop: ...

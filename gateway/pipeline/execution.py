@@ -1,0 +1,47 @@
+"""Run the tool through its source, with the tool's timeout; failures become outcomes."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import anyio
+
+from gateway.catalog import Catalog
+from gateway.config import GatewayConfig
+from gateway.outcomes import Outcome, OutcomeCode
+from gateway.pipeline.context import CallContext, Continue, Stop
+from gateway.sources.base import ToolContext
+
+
+class Execution:
+    name: ClassVar[str] = "execution"
+    executes: ClassVar[bool] = True
+
+    def __init__(self, config: GatewayConfig, catalog: Catalog) -> None:
+        self._config = config
+        self._catalog = catalog
+
+    async def __call__(self, call: CallContext) -> Continue | Stop:
+        entry = self._catalog.get(call.tool_name)
+        if entry is None or not call.execute:
+            return Continue(call)
+        definition, source = entry
+        timeout = self._config.tool_timeout(definition.name, definition.timeout_seconds)
+        context = ToolContext(
+            subject=call.caller.subject or "",
+            roles=call.roles,
+            settings={},
+            root=self._config.root,
+            call_id=call.call_id,
+        )
+        try:
+            with anyio.fail_after(timeout):
+                result = await source.call(definition, call.arguments, context)
+        except TimeoutError:
+            message = f"{definition.name} did not finish within {timeout:g} s"
+            return Stop(call, Outcome.refuse(OutcomeCode.TIMEOUT, message, stage=self.name, timeout_seconds=timeout))
+        except Exception as exc:  # seam: a tool may raise anything; the gateway keeps serving
+            message = f"{definition.name} failed: {type(exc).__name__}: {exc}"
+            return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
+        return Continue(call.evolve(result=result))
+

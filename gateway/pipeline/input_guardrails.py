@@ -1,0 +1,56 @@
+"""Check arguments against the tool's input schema (the MCP SDK does not)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from gateway.catalog import Catalog
+from gateway.outcomes import Outcome, OutcomeCode
+from gateway.pipeline.context import CallContext, Continue, Finding, Stop
+
+MAX_REPORTED_ERRORS = 10
+
+
+class InputGuardrails:
+    name: ClassVar[str] = "input_guardrails"
+    executes: ClassVar[bool] = False
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._validators: dict[str, Draft202012Validator | SchemaError] = {}
+        for definition in catalog.definitions():
+            try:
+                Draft202012Validator.check_schema(definition.input_schema)
+                self._validators[definition.name] = Draft202012Validator(definition.input_schema)
+            except SchemaError as exc:
+                self._validators[definition.name] = exc
+
+    async def __call__(self, call: CallContext) -> Continue | Stop:
+        validator = self._validators.get(call.tool_name)
+        if not isinstance(validator, Draft202012Validator):
+            # A tool whose schema is broken cannot be checked, so it is not called (fail closed).
+            message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
+            return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
+        errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return Continue(call)
+        problems: list[dict[str, Any]] = [
+            {"path": _json_path(error.absolute_path), "message": error.message} for error in errors[:MAX_REPORTED_ERRORS]
+        ]
+        findings = tuple(
+            Finding(rule="schema", message=p["message"], stage=self.name, path=p["path"]) for p in problems
+        )
+        message = "invalid arguments: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        return Stop(
+            call.evolve(findings=(*call.findings, *findings)),
+            Outcome.refuse(OutcomeCode.INVALID_ARGUMENTS, message, stage=self.name, errors=problems),
+        )
+
+
+def _json_path(parts: Any) -> str:
+    path = "$"
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path

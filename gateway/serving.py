@@ -1,0 +1,52 @@
+"""Run the MCP server on a transport, with the gateway started and stopped around it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from mcp.server import NotificationOptions
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.stdio import stdio_server
+from starlette.applications import Starlette
+
+from gateway.gateway import Gateway
+from gateway.http_auth import ApiKeyVerifier
+from gateway.mcp_server import build_server
+from gateway.version import __version__
+
+
+async def serve_stdio(gateway: Gateway, subject: str) -> None:
+    server = build_server(gateway, transport="stdio", stdio_subject=subject, version=__version__)
+    async with gateway, stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options(NotificationOptions()))
+
+
+def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:
+    config = gateway.snapshot.config
+    base = (config.server.public_url or f"http://{host}:{port}").rstrip("/")
+    server = build_server(gateway, transport="http", version=__version__)
+    app = server.streamable_http_app(
+        streamable_http_path=config.server.path,
+        host=host,
+        auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}{config.server.path}"),
+        token_verifier=ApiKeyVerifier(config.identity.api_keys),
+    )
+    # The gateway starts and stops inside the app's lifespan: uvicorn re-raises SIGTERM
+    # after serve() returns, so code placed after it would never record the shutdown.
+    session_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with gateway, session_lifespan(app):
+            yield
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+async def serve_http(gateway: Gateway, host: str, port: int) -> None:
+    app = build_http_app(gateway, host, port)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
+    await server.serve()

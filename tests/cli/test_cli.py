@@ -1,0 +1,135 @@
+"""The CLI's contracts: --json shapes other programs rely on, exit codes, errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway import Gateway
+from gateway.cli import main
+from gateway.pipeline import Caller
+
+pytestmark = pytest.mark.anyio
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_tools_list_json_shows_the_catalog_as_a_subject_sees_it(config_path: Path) -> None:
+    code, out, _ = run("tools", "list", "--config", str(config_path), "--as", "bob", "--json")
+    assert code == 0
+    tools = json.loads(out)
+    assert {t["name"] for t in tools} == {"crm.find_customer", "crm.get_customer", "payments.refund"}
+    assert all({"name", "description", "source"} <= set(t) for t in tools)
+    assert {t["name"]: t["decision"] for t in tools}["payments.refund"] == "approval_required"
+
+
+def test_tools_list_for_a_subject_without_roles_is_empty(config_path: Path) -> None:
+    code, out, _ = run("tools", "list", "--config", str(config_path), "--as", "mallory", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_policy_check_explains_the_decision_without_calling_anything(config_path: Path) -> None:
+    args = json.dumps({"customer_id": "C001", "amount": 20, "reason": "duplicate charge"})
+    code, out, _ = run("policy", "check", "--config", str(config_path), "bob", "payments.refund", "--args", args, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["decision"] == "approval_required"
+    assert report["rule"] == "p, role:finance, payments.refund, call, approve, role:manager"
+    assert report["approver"] == "role:manager"
+    assert not (config_path.parent / "audit" / "audit.db").exists()
+
+
+def test_policy_check_reports_guardrail_findings(config_path: Path) -> None:
+    code, out, _ = run(
+        "policy", "check", "--config", str(config_path), "alice", "email.send", "--args", '{"to": "x"}', "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["decision"] == "allow" and report["outcome"] == "invalid_arguments"
+    assert {f["path"] for f in report["findings"]} == {"$", "$.to"}
+
+
+def test_policy_check_rejects_arguments_that_are_not_json(config_path: Path) -> None:
+    code, _, err = run("policy", "check", "--config", str(config_path), "bob", "crm.get_customer", "--args", "{")
+    assert code == 2 and "not JSON" in err
+
+
+def test_a_broken_config_is_reported_on_stderr_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "portcullis.yaml").write_text("server:\n  port: 99999\n")
+    code, out, err = run("tools", "list", "--config", str(tmp_path / "portcullis.yaml"))
+    assert code == 1 and out == ""
+    assert f"{tmp_path / 'portcullis.yaml'}:2: server.port:" in err
+
+
+def test_a_broken_policy_file_is_reported_with_its_line(config_path: Path) -> None:
+    policy = config_path.parent / "policies" / "policy.csv"
+    policy.write_text(policy.read_text() + "p, alice, crm.*, call, maybe\n")
+    lines = len(policy.read_text().splitlines())
+    code, _, err = run("tools", "list", "--config", str(config_path))
+    assert code == 1 and f"policy.csv:{lines}: unknown effect 'maybe'" in err
+
+
+def test_serve_on_stdio_refuses_to_start_without_an_identity(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PORTCULLIS_SUBJECT", raising=False)
+    code, _, err = run("serve", "--config", str(config_path), "--transport", "stdio")
+    assert code == 1 and "no caller identity for stdio" in err
+
+
+async def fill(gateway: Gateway) -> None:
+    alice = Caller(subject="alice", auth="test", transport="test")
+    bob = Caller(subject="bob", auth="test", transport="test")
+    await gateway.call_tool(alice, "crm.find_customer", {"query": "ada"})
+    await gateway.call_tool(alice, "payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
+    await gateway.call_tool(bob, "payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
+
+
+async def test_audit_query_filters_and_prints_the_json_contract(gateway: Gateway, config_path: Path) -> None:
+    await fill(gateway)
+    code, out, _ = run("audit", "query", "--config", str(config_path), "--event", "tool.call", "--json")
+    records = json.loads(out)
+    assert code == 0 and len(records) == 3
+    assert all({"seq", "ts", "subject", "tool", "decision", "outcome"} <= set(r) for r in records)
+    code, out, _ = run("audit", "query", "--config", str(config_path), "--decision", "deny", "--json")
+    assert [(r["subject"], r["tool"]) for r in json.loads(out)] == [("alice", "payments.refund")]
+    code, out, _ = run("audit", "query", "--config", str(config_path), "--tool", "payments.*", "--subject", "bob", "--json")
+    assert [r["outcome"] for r in json.loads(out)] == ["approval_required"]
+    code, out, _ = run("audit", "query", "--config", str(config_path), "--since", "1h", "--limit", "2", "--json")
+    assert len(json.loads(out)) == 2
+    code, _, err = run("audit", "query", "--config", str(config_path), "--since", "yesterday")
+    assert code == 2 and "--since" in err
+
+
+async def test_approvals_list_shows_the_pending_request(gateway: Gateway, config_path: Path) -> None:
+    await fill(gateway)
+    code, out, _ = run("approvals", "list", "--config", str(config_path), "--json")
+    (request,) = json.loads(out)
+    assert code == 0
+    assert (request["subject"], request["tool"], request["status"]) == ("bob", "payments.refund", "pending")
+    assert request["arguments"] == {"customer_id": "C001", "amount": 5, "reason": "r"}
+    assert request["approver_role"] == "role:manager"
+
+
+async def test_audit_verify_exits_non_zero_with_the_first_bad_record(gateway: Gateway, config_path: Path) -> None:
+    await fill(gateway)
+    await gateway.stop()
+    code, out, _ = run("audit", "verify", "--config", str(config_path))
+    assert code == 0 and "chain intact" in out
+    db = sqlite3.connect(config_path.parent / "audit" / "audit.db")
+    db.executescript("DROP TRIGGER audit_no_update;")
+    db.execute("UPDATE audit_log SET body = replace(body, '\"alice\"', '\"carol\"') WHERE seq = 3")
+    db.commit()
+    db.close()
+    code, out, err = run("audit", "verify", "--config", str(config_path), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False and report["first_bad_seq"] == 3
+
+
+def test_audit_commands_explain_a_missing_database(config_path: Path) -> None:
+    code, _, err = run("audit", "verify", "--config", str(config_path))
+    assert code == 1 and "no audit database" in err

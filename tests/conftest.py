@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support import make_deployment  # noqa: E402
+
+from gateway import Gateway  # noqa: E402
+from gateway.snapshot import Snapshot  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return make_deployment(tmp_path / "deployment")
+
+
+@pytest.fixture
+def snapshot(config_path: Path) -> Snapshot:
+    return Snapshot.from_path(config_path)
+
+
+@pytest.fixture
+async def gateway(snapshot: Snapshot) -> AsyncIterator[Gateway]:
+    async with Gateway(snapshot) as running:
+        yield running

@@ -1,0 +1,80 @@
+"""Build throwaway deployments for tests: the demo's policies and tools plus test-only extras.
+
+The demo `policies/` and `tools/` are copied, so tests exercise the files that
+ship, and a `faulty` tool module adds the failures a user must be protected from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from gateway.pipeline import CallContext, Caller
+from gateway.snapshot import Snapshot
+
+REPO = Path(__file__).resolve().parent.parent
+
+FAULTY_TOOLS = '''
+"""Test-only tools that misbehave on purpose."""
+
+import time
+
+from gateway import tool
+
+
+@tool(read_only=True)
+def echo(text: str) -> str:
+    """Return the text."""
+    return text
+
+
+@tool()
+def boom(text: str = "x") -> str:
+    """Always raises."""
+    raise RuntimeError("the tool exploded")
+
+
+@tool(timeout_seconds=0.5)
+def slow(seconds: float = 5.0) -> str:
+    """Sleeps longer than its timeout."""
+    time.sleep(seconds)
+    return "finally"
+
+
+@tool()
+def huge(size: int = 2_000_000) -> str:
+    """Returns more than the result cap."""
+    return "x" * size
+'''
+
+TEST_POLICY = """
+# test-only: alice may use the faulty tools
+p, role:support, faulty.*, call, allow
+"""
+
+
+def make_deployment(root: Path, *, extra_policy: str = "", extra_config: str = "") -> Path:
+    """Create a deployment under `root`; return its config path."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "policies", root / "policies", dirs_exist_ok=True)
+    shutil.copytree(REPO / "tools", root / "tools", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "tools" / "faulty.py").write_text(FAULTY_TOOLS)
+    with (root / "policies" / "policy.csv").open("a") as policy:
+        policy.write(TEST_POLICY + extra_policy)
+    config = (REPO / "portcullis.yaml").read_text() + textwrap.dedent(extra_config)
+    (root / "portcullis.yaml").write_text(config)
+    return root / "portcullis.yaml"
+
+
+def make_call(snapshot: Snapshot, subject: str | None, tool: str, arguments: Any = None, **changes: Any) -> CallContext:
+    """A CallContext as a transport would build it, for calling one stage directly."""
+    context = CallContext(
+        call_id="test-call",
+        caller=Caller(subject=subject, auth="test", transport="test"),
+        tool_name=tool,
+        arguments={} if arguments is None else arguments,
+        snapshot=snapshot,
+    )
+    return context.evolve(**changes) if changes else context

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from gateway.outcomes import Decision, PolicyError
+from gateway.policy import Effect, PolicyEngine, Rule
+from gateway.policy.rules import GroupingRule
+
+REPO = Path(__file__).resolve().parents[3]
+TOOLS = [
+    "crm.find_customer",
+    "crm.get_customer",
+    "crm.delete_customer",
+    "tickets.create",
+    "tickets.list",
+    "payments.refund",
+    "email.send",
+]
+
+
+@pytest.fixture(scope="module")
+def demo() -> PolicyEngine:
+    return PolicyEngine.from_files(REPO / "policies" / "model.conf", REPO / "policies" / "policy.csv")
+
+
+EXPECTED = {
+    "alice": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"},
+    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
+    "carol": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send", "payments.refund"},
+    "dave": set(),
+    "erin": set(TOOLS),
+    "mallory": set(),
+}
+
+
+@pytest.mark.parametrize("subject", sorted(EXPECTED))
+def test_demo_subjects_may_call_exactly_their_roles_tools(demo: PolicyEngine, subject: str) -> None:
+    permitted = {tool for tool in TOOLS if demo.decide(subject, tool).decision is not Decision.DENY}
+    assert permitted == EXPECTED[subject]
+
+
+def test_finance_refunds_need_a_managers_approval_and_managers_refund_directly(demo: PolicyEngine) -> None:
+    bob = demo.decide("bob", "payments.refund")
+    assert bob.decision is Decision.APPROVAL_REQUIRED
+    assert bob.approver == "role:manager"
+    assert bob.rule == "p, role:finance, payments.refund, call, approve, role:manager"
+    assert bob.rule_source is not None and bob.rule_source.endswith("policy.csv:24")
+    assert demo.decide("carol", "payments.refund").decision is Decision.ALLOW
+    assert demo.decide("carol", "payments.refund", action="approve").decision is Decision.ALLOW
+    assert demo.decide("bob", "payments.refund", action="approve").decision is Decision.DENY
+
+
+def test_unknown_subjects_and_unmatched_tools_are_denied_by_default(demo: PolicyEngine) -> None:
+    decision = demo.decide("nobody", "crm.find_customer")
+    assert decision.decision is Decision.DENY
+    assert decision.rule is None
+    assert demo.decide("alice", "crm.delete_customer").decision is Decision.DENY
+
+
+def engine(lines: list[tuple[str, str, str, str, str | None]], groups: list[tuple[str, str]]) -> PolicyEngine:
+    rules = [Rule(s, t, a, Effect(e), ap, f"test:{i}") for i, (s, t, a, e, ap) in enumerate(lines)]
+    return PolicyEngine(rules, [GroupingRule(m, r, "test") for m, r in groups], version="test")
+
+
+def test_deny_beats_approval_beats_allow_through_inherited_roles() -> None:
+    policy = engine(
+        [
+            ("role:base", "crm.*", "call", "allow", None),
+            ("role:mid", "crm.update", "call", "approve", "role:boss"),
+            ("role:top", "crm.delete", "call", "deny", None),
+            ("role:base", "crm.delete", "call", "allow", None),
+        ],
+        [("u", "role:top"), ("role:top", "role:mid"), ("role:mid", "role:base")],
+    )
+    assert policy.decide("u", "crm.read").decision is Decision.ALLOW
+    assert policy.decide("u", "crm.update").decision is Decision.APPROVAL_REQUIRED
+    assert policy.decide("u", "crm.delete").decision is Decision.DENY
+    assert policy.decide("u", "crm.delete").rule == "p, role:top, crm.delete, call, deny"
+
+
+def test_the_role_index_decides_exactly_as_casbin_on_random_policies() -> None:
+    """Allow/deny through the role index must equal plain Casbin's enforce() (zero differences).
+
+    Casbin ignores 'approve' rules, so each policy is compared twice: with approve
+    rules read as deny (our ALLOW must equal Casbin's allow) and read as allow (our
+    not-DENY must equal Casbin's allow).
+    """
+    rng = random.Random(20261128)
+    subjects = [f"user{i}" for i in range(6)] + [f"role:r{i}" for i in range(6)]
+    tools = ["crm.read", "crm.write", "crm.delete", "mail.send", "pay.refund", "pay.void"]
+    globs = [*tools, "crm.*", "pay.*", "*", "*.send", "crm.?ead"]
+    compared = 0
+    for _ in range(60):
+        lines = [
+            (
+                rng.choice(subjects),
+                rng.choice(globs),
+                rng.choice(["call", "approve"]),
+                rng.choice(["allow", "allow", "deny", "approve"]),
+            )
+            for _ in range(rng.randint(1, 25))
+        ]
+        groups = [(rng.choice(subjects), f"role:r{rng.randrange(6)}") for _ in range(rng.randint(0, 10))]
+        full = [(s, t, a, e, "role:r0" if e == "approve" else None) for s, t, a, e in lines]
+        ours = engine(full, groups)
+        as_deny = engine([(s, t, a, "deny" if e == "approve" else e, None) for s, t, a, e in lines], groups)
+        as_allow = engine([(s, t, a, "allow" if e == "approve" else e, None) for s, t, a, e in lines], groups)
+        for _ in range(60):
+            subject, tool, action = rng.choice(subjects), rng.choice(tools), rng.choice(["call", "approve"])
+            decision = ours.decide(subject, tool, action).decision
+            assert (decision is Decision.ALLOW) == as_deny.casbin_enforce(subject, tool, action)
+            assert (decision is not Decision.DENY) == as_allow.casbin_enforce(subject, tool, action)
+            compared += 1
+    assert compared == 3600
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("p, alice, crm.*, call", "a rule is"),
+        ("p, alice, crm.*, execute, allow", "unknown action 'execute'"),
+        ("p, alice, crm.*, call, permit", "unknown effect 'permit'"),
+        ("p, alice, crm.*, call, approve", "must name the approver role"),
+        ("p, alice, crm.*, call, allow, role:x", "only 'approve' rules take an approver"),
+        ("g, alice", "a role line is"),
+        ('p, "alice", crm.*, call, allow', "quotes are not supported"),
+        ("x, alice, role:y", "unknown line type 'x'"),
+        ("p, alice, , call, allow", "empty field"),
+    ],
+)
+def test_a_malformed_policy_line_is_a_load_error_with_file_and_line(tmp_path: Path, line: str, problem: str) -> None:
+    policy = tmp_path / "policy.csv"
+    policy.write_text(f"# header\np, bob, crm.*, call, allow\n{line}\n")
+    with pytest.raises(PolicyError) as raised:
+        PolicyEngine.from_files(REPO / "policies" / "model.conf", policy)
+    assert len(raised.value.problems) == 1
+    assert raised.value.problems[0].startswith(f"{policy}:3: ")
+    assert problem in raised.value.problems[0]
+
+
+def test_a_model_with_another_matcher_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "model.conf"
+    model.write_text((REPO / "policies" / "model.conf").read_text().replace("r.act == p.act", "true"))
+    with pytest.raises(PolicyError) as raised:
+        PolicyEngine.from_files(model, REPO / "policies" / "policy.csv")
+    assert "[matchers] m must be" in raised.value.problems[0]
