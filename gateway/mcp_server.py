@@ -18,6 +18,8 @@ from gateway.pipeline import Caller
 from gateway.sources.base import ToolDefinition
 
 SERVER_NAME = "portcullis"
+AUDIT_ID_META_KEY = "portcullis/audit_id"
+"""`_meta` key of every tool result: the sequence number of the call's audit record."""
 
 
 def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None = None, version: str = "") -> Server:
@@ -70,9 +72,10 @@ def to_mcp_tool(definition: ToolDefinition) -> types.Tool:
 
 def to_call_result(outcome: Outcome) -> types.CallToolResult:
     """An outcome as the client sees it; errors carry `code`, `message` and the audit id."""
+    meta = {AUDIT_ID_META_KEY: outcome.audit_id}
     if outcome.ok:
         return types.CallToolResult.model_validate(
-            {"content": outcome.content, "structuredContent": outcome.structured, "isError": False}
+            {"content": outcome.content, "structuredContent": outcome.structured, "isError": False, "_meta": meta}
         )
     structured = {
         **outcome.data,
@@ -82,8 +85,13 @@ def to_call_result(outcome: Outcome) -> types.CallToolResult:
         "audit_id": outcome.audit_id,
     }
     text = f"{outcome.code.value}: {outcome.message}"
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=True
+    return types.CallToolResult.model_validate(
+        {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": structured,
+            "isError": True,
+            "_meta": meta,
+        }
     )
 
 

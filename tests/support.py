@@ -9,10 +9,17 @@ from __future__ import annotations
 import shutil
 import textwrap
 from pathlib import Path
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+
+from mcp import Client
 
 from gateway.pipeline import CallContext, Caller
 from gateway.snapshot import Snapshot
+
+Connect = Callable[[str], AbstractAsyncContextManager[Client]]
+"""Open an MCP client session as a demo subject (see tests/e2e/conftest.py)."""
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,177 @@
+"""What an agent experiences through a real MCP client, on every transport and protocol era."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import types
+from support import Connect
+
+from gateway.mcp_server import AUDIT_ID_META_KEY
+
+pytestmark = pytest.mark.anyio
+
+DEMO_VIEW = {
+    "alice": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"},
+    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
+    "carol": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send", "payments.refund"},
+    "dave": set(),
+    "erin": {
+        "crm.find_customer",
+        "crm.get_customer",
+        "crm.delete_customer",
+        "tickets.create",
+        "tickets.list",
+        "payments.refund",
+        "email.send",
+    },
+    "mallory": set(),
+}
+
+
+def audit_record(config: Path, seq: int) -> dict[str, Any]:
+    db = sqlite3.connect(config.parent / "audit" / "audit.db")
+    db.row_factory = sqlite3.Row
+    row = db.execute("SELECT * FROM audit_log WHERE seq = ?", (seq,)).fetchone()
+    calls = db.execute(
+        "SELECT COUNT(*) FROM audit_log WHERE call_id = ? AND event = 'tool.call'", (row["call_id"],)
+    ).fetchone()[0]
+    db.close()
+    return {**dict(row), "records_for_call": calls}
+
+
+def error(result: types.CallToolResult) -> dict[str, Any]:
+    assert result.is_error, result
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+@pytest.mark.parametrize("subject", sorted(DEMO_VIEW))
+async def test_each_subject_sees_exactly_the_tools_their_role_allows(connect: Connect, subject: str) -> None:
+    async with connect(subject) as client:
+        listed = await client.list_tools()
+    names = {tool.name for tool in listed.tools}
+    demo_only = {name for name in names if not name.startswith("faulty.")}
+    assert demo_only == DEMO_VIEW[subject]
+    for tool in listed.tools:
+        assert tool.input_schema["type"] == "object"
+
+
+async def test_an_allowed_call_returns_the_result_and_is_audited(connect: Connect, e2e_config: Path) -> None:
+    async with connect("alice") as client:
+        result = await client.call_tool("crm.find_customer", {"query": "hopper"})
+    assert not result.is_error
+    assert result.structured_content == {
+        "customers": [
+            {"id": "C002", "name": "Grace Hopper", "email": "grace@hopper.example", "tier": "platinum", "balance": 8400.5}
+        ]
+    }
+    record = audit_record(e2e_config, result.meta[AUDIT_ID_META_KEY])  # type: ignore[index]
+    assert (record["subject"], record["tool"], record["decision"], record["outcome"]) == (
+        "alice",
+        "crm.find_customer",
+        "allow",
+        "ok",
+    )
+    assert record["records_for_call"] == 1
+
+
+async def test_a_tool_outside_the_callers_role_looks_unknown_but_is_audited_as_denied(
+    connect: Connect, e2e_config: Path
+) -> None:
+    async with connect("alice") as client:
+        hidden = await client.call_tool("payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
+        missing = await client.call_tool("payments.launder", {})
+    hidden_error, missing_error = error(hidden), error(missing)
+    assert hidden_error["code"] == missing_error["code"] == "unknown_tool"
+    assert hidden_error["message"] == "Unknown tool: payments.refund"
+    record = audit_record(e2e_config, hidden_error["audit_id"])
+    assert (record["subject"], record["decision"], record["outcome"]) == ("alice", "deny", "unknown_tool")
+    assert record["records_for_call"] == 1
+
+
+async def test_a_caller_without_a_role_can_call_nothing(connect: Connect) -> None:
+    async with connect("mallory") as client:
+        result = await client.call_tool("crm.find_customer", {"query": "a"})
+    assert error(result)["code"] == "unknown_tool"
+
+
+async def test_schema_violations_are_refused_with_every_problem(connect: Connect, e2e_config: Path) -> None:
+    async with connect("alice") as client:
+        result = await client.call_tool("email.send", {"to": "not-an-address", "subject": 42})
+    details = error(result)
+    assert details["code"] == "invalid_arguments"
+    assert {e["path"] for e in details["errors"]} == {"$", "$.to", "$.subject"}
+    assert audit_record(e2e_config, details["audit_id"])["outcome"] == "invalid_arguments"
+
+
+async def test_oversized_and_deeply_nested_arguments_are_refused(connect: Connect) -> None:
+    nested: dict[str, Any] = {"text": "x"}
+    for _ in range(40):
+        nested = {"a": nested}
+    async with connect("alice") as client:
+        big = await client.call_tool("faulty.echo", {"text": "x" * 1_100_000})
+        deep = await client.call_tool("faulty.echo", nested)
+        after = await client.call_tool("faulty.echo", {"text": "still serving"})
+    assert error(big)["code"] == "arguments_too_large"
+    assert error(deep)["code"] == "arguments_too_large"
+    assert not after.is_error
+
+
+async def test_a_call_that_needs_approval_is_queued_and_answered_at_once(connect: Connect, e2e_config: Path) -> None:
+    async with connect("bob") as client:
+        result = await client.call_tool("payments.refund", {"customer_id": "C003", "amount": 42.5, "reason": "late"})
+    details = error(result)
+    assert details["code"] == "approval_required"
+    assert details["approver_role"] == "role:manager"
+    db = sqlite3.connect(e2e_config.parent / "audit" / "audit.db")
+    row = db.execute(
+        "SELECT status, subject, tool, arguments FROM approval_requests WHERE id = ?", (details["approval_id"],)
+    ).fetchone()
+    db.close()
+    assert row == ("pending", "bob", "payments.refund", '{"amount":42.5,"customer_id":"C003","reason":"late"}')
+    record = audit_record(e2e_config, details["audit_id"])
+    assert (record["decision"], record["outcome"]) == ("approval_required", "approval_required")
+
+
+async def test_a_tool_that_raises_fails_cleanly_and_the_gateway_keeps_serving(connect: Connect) -> None:
+    async with connect("alice") as client:
+        failed = await client.call_tool("faulty.boom", {})
+        after = await client.call_tool("faulty.echo", {"text": "ok"})
+    details = error(failed)
+    assert details["code"] == "tool_failed"
+    assert "the tool exploded" in details["message"]
+    assert after.content[0].text == "ok"  # type: ignore[union-attr]
+
+
+async def test_a_tool_that_hangs_times_out_and_the_gateway_keeps_serving(connect: Connect, e2e_config: Path) -> None:
+    async with connect("alice") as client:
+        with anyio.fail_after(10):
+            slow = await client.call_tool("faulty.slow", {"seconds": 3})
+        after = await client.call_tool("faulty.echo", {"text": "ok"})
+    details = error(slow)
+    assert details["code"] == "timeout"
+    assert not after.is_error
+    assert audit_record(e2e_config, details["audit_id"])["outcome"] == "timeout"
+
+
+async def test_an_oversized_result_is_withheld(connect: Connect) -> None:
+    async with connect("alice") as client:
+        result = await client.call_tool("faulty.huge", {"size": 1_200_000})
+    assert error(result)["code"] == "output_too_large"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Bearer", "Basic ZGVtby1hbGljZQ=="])
+def test_http_without_a_valid_key_gets_401(http_url: str, header: str | None) -> None:
+    headers = {"Accept": "application/json, text/event-stream"}
+    if header is not None:
+        headers["Authorization"] = header
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    response = httpx.post(http_url, json=request, headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
