@@ -15,12 +15,19 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 install: $(VENV)/.installed
 
+# The TypeScript-SDK client tests use the MCP Inspector CLI from npm (skipped without npm).
+JS_DEPS := tests/e2e/js/node_modules/.installed
+$(JS_DEPS): tests/e2e/js/package.json tests/e2e/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/e2e/js --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the TypeScript-client tests will be skipped"; fi
+
 ## Start Portcullis on the demo deployment: Streamable HTTP on http://127.0.0.1:8787/mcp
 run: install
 	$(BIN)/portcullis serve --config portcullis.yaml
 
 ## Run the whole test suite
-test: install
+test: install $(JS_DEPS)
 	$(BIN)/python -m pytest
 
 ## Print the overhead benchmark's figures
@@ -28,4 +35,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) audit/*.db audit/*.db-* data/ .pytest_cache
+	rm -rf $(VENV) audit/*.db audit/*.db-* data/ .pytest_cache tests/e2e/js/node_modules

@@ -78,14 +78,16 @@ class Gateway:
 
     def visible_tools(self, subject: str | None) -> list[ToolDefinition]:
         """The tools `subject` may call or may request approval for; the others do not exist for them."""
-        if not subject:
-            return []
-        snapshot = self._snapshot
-        return [
-            definition
-            for definition in snapshot.catalog.definitions()
-            if snapshot.policy.decide(subject, definition.name).decision is not Decision.DENY
-        ]
+        return [d for d in self._snapshot.catalog.definitions() if self.visible_tool(subject, d.name) is not None]
+
+    def visible_tool(self, subject: str | None, name: str) -> ToolDefinition | None:
+        """The definition `subject` was shown for `name`, or None if the tool does not exist for them."""
+        entry = self._snapshot.catalog.get(name)
+        if entry is None or not subject:
+            return None
+        if self._snapshot.policy.decide(subject, name).decision is Decision.DENY:
+            return None
+        return entry[0]
 
     def tool_input_schema(self, name: str) -> dict[str, Any] | None:
         entry = self._snapshot.catalog.get(name)

@@ -20,6 +20,8 @@ from gateway.sources.base import ToolDefinition
 SERVER_NAME = "portcullis"
 AUDIT_ID_META_KEY = "portcullis/audit_id"
 """`_meta` key of every tool result: the sequence number of the call's audit record."""
+ERROR_META_KEY = "portcullis/error"
+"""`_meta` key of every refusal: `code`, `message`, `stage`, `audit_id` and details."""
 
 
 def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None = None, version: str = "") -> Server:
@@ -46,8 +48,10 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
-        outcome = await gateway.call_tool(caller(ctx), params.name, params.arguments or {})
-        return to_call_result(outcome)
+        who = caller(ctx)
+        outcome = await gateway.call_tool(who, params.name, params.arguments or {})
+        listed = gateway.visible_tool(who.subject, params.name)
+        return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
 
     return Server(
         SERVER_NAME,
@@ -70,29 +74,37 @@ def to_mcp_tool(definition: ToolDefinition) -> types.Tool:
     )
 
 
-def to_call_result(outcome: Outcome) -> types.CallToolResult:
-    """An outcome as the client sees it; errors carry `code`, `message` and the audit id."""
-    meta = {AUDIT_ID_META_KEY: outcome.audit_id}
+def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> types.CallToolResult:
+    """An outcome as the client sees it.
+
+    A refusal carries its machine-readable details (`code`, `message`, `stage`,
+    `audit_id`, ...) in `_meta["portcullis/error"]` always, and in
+    `structuredContent` too unless the caller was shown an `outputSchema` for the
+    tool: the TypeScript SDK validates `structuredContent` against that schema
+    even on error results, so an error object there would turn a clear refusal
+    into a client-side schema error.
+    """
+    meta: dict[str, Any] = {AUDIT_ID_META_KEY: outcome.audit_id}
     if outcome.ok:
         return types.CallToolResult.model_validate(
             {"content": outcome.content, "structuredContent": outcome.structured, "isError": False, "_meta": meta}
         )
-    structured = {
+    details = {
         **outcome.data,
         "code": outcome.code.value,
         "message": outcome.message,
         "stage": outcome.stage,
         "audit_id": outcome.audit_id,
     }
-    text = f"{outcome.code.value}: {outcome.message}"
-    return types.CallToolResult.model_validate(
-        {
-            "content": [{"type": "text", "text": text}],
-            "structuredContent": structured,
-            "isError": True,
-            "_meta": meta,
-        }
-    )
+    meta[ERROR_META_KEY] = details
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": f"{outcome.code.value}: {outcome.message}"}],
+        "isError": True,
+        "_meta": meta,
+    }
+    if not output_schema_listed:
+        result["structuredContent"] = details
+    return types.CallToolResult.model_validate(result)
 
 
 def _client_info(ctx: ServerRequestContext[Any]) -> tuple[str | None, str | None]:

@@ -16,7 +16,14 @@ from gateway.serving import serve_http, serve_stdio
 
 @click.command()
 @config_option
-@click.option("--transport", type=click.Choice(["stdio", "http"]), default="http", show_default=True)
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="http",
+    show_default=True,
+    envvar="PORTCULLIS_TRANSPORT",
+    help="Default: $PORTCULLIS_TRANSPORT, else http.",
+)
 @click.option("--host", default=None, help="Address to bind (HTTP). Default: server.host in config.")
 @click.option("--port", type=int, default=None, help="Port to bind (HTTP). Default: server.port in config.")
 @click.option(

@@ -42,7 +42,7 @@ class InputGuardrails:
         findings = tuple(
             Finding(rule="schema", message=p["message"], stage=self.name, path=p["path"]) for p in problems
         )
-        message = "invalid arguments: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        message = "arguments do not match the input schema: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)
         return Stop(
             call.evolve(findings=(*call.findings, *findings)),
             Outcome.refuse(OutcomeCode.INVALID_ARGUMENTS, message, stage=self.name, errors=problems),

@@ -12,7 +12,7 @@ import pytest
 from mcp import types
 from support import Connect
 
-from gateway.mcp_server import AUDIT_ID_META_KEY
+from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -46,9 +46,14 @@ def audit_record(config: Path, seq: int) -> dict[str, Any]:
 
 
 def error(result: types.CallToolResult) -> dict[str, Any]:
+    """The refusal's details, from `_meta` (always there) and `structuredContent` (when safe to send)."""
     assert result.is_error, result
-    assert result.structured_content is not None
-    return result.structured_content
+    assert result.meta is not None
+    details: dict[str, Any] = result.meta[ERROR_META_KEY]
+    assert result.content[0].text.startswith(f"{details['code']}: ")  # type: ignore[union-attr]
+    if result.structured_content is not None:
+        assert result.structured_content == details
+    return details
 
 
 @pytest.mark.parametrize("subject", sorted(DEMO_VIEW))
@@ -88,6 +93,7 @@ async def test_a_tool_outside_the_callers_role_looks_unknown_but_is_audited_as_d
         hidden = await client.call_tool("payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
         missing = await client.call_tool("payments.launder", {})
     hidden_error, missing_error = error(hidden), error(missing)
+    assert hidden.structured_content == hidden_error  # never listed: no schema to clash with
     assert hidden_error["code"] == missing_error["code"] == "unknown_tool"
     assert hidden_error["message"] == "Unknown tool: payments.refund"
     record = audit_record(e2e_config, hidden_error["audit_id"])
@@ -107,6 +113,9 @@ async def test_schema_violations_are_refused_with_every_problem(connect: Connect
     details = error(result)
     assert details["code"] == "invalid_arguments"
     assert {e["path"] for e in details["errors"]} == {"$", "$.to", "$.subject"}
+    # email.send lists an outputSchema: an error object in structuredContent would fail
+    # TypeScript clients' schema check, so the details travel in _meta only
+    assert result.structured_content is None
     assert audit_record(e2e_config, details["audit_id"])["outcome"] == "invalid_arguments"
 
 

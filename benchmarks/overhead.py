@@ -1,0 +1,161 @@
+"""What the gateway costs per call, against a baseline measured in the same run.
+
+Paths, interleaved round by round so that machine noise hits them alike:
+  direct      the tool function through its source, in-process, no pipeline (baseline)
+  pipeline    Gateway.call_tool in-process: authorization, guardrails, two audit commits
+  stdio       the SDK client -> `portcullis serve --transport stdio` subprocess
+  http        the SDK client -> `portcullis serve` (Streamable HTTP) subprocess
+
+Then the HTTP server's resident memory at idle and after 5,000 and 10,000 calls.
+
+    python benchmarks/overhead.py [--calls 2000] [--rounds 10] [--memory-calls 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+import psutil
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from gateway import Gateway
+from gateway.pipeline import Caller
+from gateway.sources.base import ToolContext
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_TOOL = '''
+from gateway import tool
+
+@tool(read_only=True)
+def echo(text: str) -> str:
+    """Return the text."""
+    return text
+'''
+ARGS = {"text": "hello"}
+
+
+def deployment(root: Path) -> Path:
+    shutil.copytree(REPO / "policies", root / "policies")
+    (root / "tools").mkdir()
+    (root / "tools" / "bench.py").write_text(BENCH_TOOL)
+    with (root / "policies" / "policy.csv").open("a") as policy:
+        policy.write("\np, role:support, bench.*, call, allow\n")
+    (root / "portcullis.yaml").write_text((REPO / "portcullis.yaml").read_text())
+    return root / "portcullis.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_http(config: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url, json={}, timeout=1).status_code == 401:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("HTTP server did not start")
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
+
+
+async def timed(call: Callable[[], Awaitable[object]], count: int, into: list[float]) -> None:
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        into.append(time.perf_counter() - started)
+
+
+async def main(calls: int, rounds: int, memory_calls: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        config = deployment(Path(folder))
+        gateway = Gateway.from_path(config)
+        definition, source = gateway.snapshot.catalog.get("bench.echo")  # type: ignore[misc]
+        context = ToolContext(subject="alice", roles=(), settings={}, root=Path(folder))
+        caller = Caller(subject="alice", auth="bench", transport="in-process")
+        server, url = start_http(config)
+        stdio = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(config), "--as", "alice"],
+        )
+        samples: dict[str, list[float]] = {"direct": [], "pipeline": [], "stdio": [], "http": []}
+        per_round = max(1, calls // rounds)
+        try:
+            async with (
+                gateway,
+                Client(stdio, mode="legacy") as stdio_client,
+                httpx2.AsyncClient(headers={"Authorization": "Bearer demo-alice"}, timeout=30) as session,
+                Client(streamable_http_client(url, http_client=session), mode="legacy") as http_client,
+            ):
+                for client in (stdio_client, http_client):  # warm up
+                    for _ in range(50):
+                        await client.call_tool("bench.echo", ARGS)
+                for _ in range(rounds):
+                    await timed(lambda: source.call(definition, ARGS, context), per_round, samples["direct"])
+                    await timed(lambda: gateway.call_tool(caller, "bench.echo", ARGS), per_round, samples["pipeline"])
+                    await timed(lambda: stdio_client.call_tool("bench.echo", ARGS), per_round, samples["stdio"])
+                    await timed(lambda: http_client.call_tool("bench.echo", ARGS), per_round, samples["http"])
+
+                print(f"Per-call latency, {per_round * rounds} calls per path, {rounds} interleaved rounds")
+                print(f"{'path':<10} {'median ms':>10} {'p99 ms':>10} {'x direct':>10}")
+                direct_median = summary(samples["direct"])[0]
+                for name, values in samples.items():
+                    median, p99 = summary(values)
+                    print(f"{name:<10} {median:>10.3f} {p99:>10.3f} {median / direct_median:>10.1f}")
+                pipeline_cost = summary(samples["pipeline"])[0] - direct_median
+                print(f"pipeline's own cost per call (pipeline - direct, median): {pipeline_cost:.3f} ms")
+
+                memory = psutil.Process(server.pid)
+                idle = memory.memory_info().rss / 2**20
+                rss: dict[int, float] = {}
+                done = 0
+                for checkpoint in (memory_calls // 2, memory_calls):
+                    while done < checkpoint:
+                        await http_client.call_tool("bench.echo", ARGS)
+                        done += 1
+                    rss[checkpoint] = memory.memory_info().rss / 2**20
+                half, full = memory_calls // 2, memory_calls
+                print(f"HTTP server RSS: idle {idle:.1f} MiB, after {half} calls {rss[half]:.1f} MiB,")
+                print(f"  after {full} calls {rss[full]:.1f} MiB (growth {half}->{full}: {(rss[full] / rss[half] - 1) * 100:+.1f}%)")
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--memory-calls", type=int, default=10_000)
+    options = parser.parse_args()
+    os.environ.pop("PORTCULLIS_SUBJECT", None)
+    anyio.run(main, options.calls, options.rounds, options.memory_calls)
