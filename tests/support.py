@@ -21,6 +21,28 @@ from gateway.snapshot import Snapshot
 Connect = Callable[[str], AbstractAsyncContextManager[Client]]
 """Open an MCP client session as a demo subject (see tests/e2e/conftest.py)."""
 
+DEMO_TOOLS = frozenset(
+    {
+        "crm.find_customer",
+        "crm.get_customer",
+        "crm.delete_customer",
+        "tickets.create",
+        "tickets.list",
+        "payments.refund",
+        "email.send",
+    }
+)
+_SUPPORT = {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"}
+DEMO_VIEW: dict[str, set[str]] = {
+    "alice": _SUPPORT,
+    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
+    "carol": _SUPPORT | {"payments.refund"},
+    "dave": set(),
+    "erin": set(DEMO_TOOLS),
+    "mallory": set(),
+}
+"""The demo tools each demo subject may call (or request approval for)."""
+
 REPO = Path(__file__).resolve().parent.parent
 
 FAULTY_TOOLS = '''

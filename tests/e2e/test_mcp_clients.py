@@ -10,29 +10,11 @@ import anyio
 import httpx
 import pytest
 from mcp import types
-from support import Connect
+from support import DEMO_VIEW, Connect
 
 from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
 
 pytestmark = pytest.mark.anyio
-
-DEMO_VIEW = {
-    "alice": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"},
-    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
-    "carol": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send", "payments.refund"},
-    "dave": set(),
-    "erin": {
-        "crm.find_customer",
-        "crm.get_customer",
-        "crm.delete_customer",
-        "tickets.create",
-        "tickets.list",
-        "payments.refund",
-        "email.send",
-    },
-    "mallory": set(),
-}
-
 
 def audit_record(config: Path, seq: int) -> dict[str, Any]:
     db = sqlite3.connect(config.parent / "audit" / "audit.db")

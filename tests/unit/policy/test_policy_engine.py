@@ -5,20 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from support import DEMO_TOOLS, DEMO_VIEW
+
 from gateway.outcomes import Decision, PolicyError
 from gateway.policy import Effect, PolicyEngine, Rule
 from gateway.policy.rules import GroupingRule
 
 REPO = Path(__file__).resolve().parents[3]
-TOOLS = [
-    "crm.find_customer",
-    "crm.get_customer",
-    "crm.delete_customer",
-    "tickets.create",
-    "tickets.list",
-    "payments.refund",
-    "email.send",
-]
+TOOLS = sorted(DEMO_TOOLS)
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +20,7 @@ def demo() -> PolicyEngine:
     return PolicyEngine.from_files(REPO / "policies" / "model.conf", REPO / "policies" / "policy.csv")
 
 
-EXPECTED = {
-    "alice": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"},
-    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
-    "carol": {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send", "payments.refund"},
-    "dave": set(),
-    "erin": set(TOOLS),
-    "mallory": set(),
-}
+EXPECTED = DEMO_VIEW
 
 
 @pytest.mark.parametrize("subject", sorted(EXPECTED))

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from support import DEMO_TOOLS
+
 from gateway.outcomes import ToolLoadError
 from gateway.snapshot import Snapshot
 from gateway.sources.base import ToolContext
@@ -22,15 +24,7 @@ def source_with(tmp_path: Path, code: str) -> PythonToolSource:
 
 def test_demo_tools_are_namespaced_by_module_with_honest_annotations(snapshot: Snapshot) -> None:
     names = {d.name for d in snapshot.catalog.definitions()}
-    assert {
-        "crm.find_customer",
-        "crm.get_customer",
-        "crm.delete_customer",
-        "tickets.create",
-        "tickets.list",
-        "payments.refund",
-        "email.send",
-    } <= names
+    assert DEMO_TOOLS <= names
     find = snapshot.catalog.get("crm.find_customer")
     delete = snapshot.catalog.get("crm.delete_customer")
     assert find is not None and delete is not None
