@@ -23,7 +23,10 @@ $(JS_DEPS): tests/e2e/js/package.json tests/e2e/js/package-lock.json
 	else echo "npm not found: the TypeScript-client tests will be skipped"; fi
 
 ## Start Portcullis on the demo deployment: Streamable HTTP on http://127.0.0.1:8787/mcp
+## (with the demo inventory API on http://127.0.0.1:8788, stopped when the gateway stops)
 run: install
+	@$(BIN)/python tools/servers/inventory.py --port 8788 & inventory=$$!; \
+	trap 'kill $$inventory 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/portcullis serve --config portcullis.yaml
 
 ## Run the whole test suite

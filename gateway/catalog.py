@@ -1,35 +1,82 @@
-"""The tool catalog: every source's tools under one name space, collisions refused."""
+"""The tool catalog: every source's tools under one name space, with pins applied.
+
+Collisions between sources are refused. Upstream tools (the ones a third party
+can change) are checked against `tools.lock`: a tool whose definition changed,
+or that was never pinned while `new_tools: quarantine`, is quarantined. It is
+not listed, and a call to it is refused with `tool_definition_changed`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from gateway.config import GatewayConfig
+from pydantic import BaseModel, ConfigDict
+
 from gateway.outcomes import ConfigError
 from gateway.sources.base import ToolDefinition, ToolSource
-from gateway.sources.python import PythonToolSource
+from gateway.sources.pins import PinStatus, ToolLock
+
+PINNED_KINDS = frozenset({"mcp"})
+
+
+class Quarantine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tool: str
+    status: PinStatus
+    pinned_hash: str | None
+    live_hash: str
 
 
 class Catalog:
-    def __init__(self, sources: Iterable[ToolSource]) -> None:
+    def __init__(
+        self, sources: Iterable[ToolSource], lock: ToolLock | None = None, new_tools: str = "quarantine"
+    ) -> None:
         self.sources: tuple[ToolSource, ...] = tuple(sources)
+        self.lock = lock or ToolLock()
         self._tools: dict[str, tuple[ToolDefinition, ToolSource]] = {}
+        self.quarantined: dict[str, tuple[Quarantine, ToolDefinition, ToolSource]] = {}
         problems = []
         for source in self.sources:
-            for definition in source.list_tools():
-                if definition.name in self._tools:
-                    other = self._tools[definition.name][1].name
-                    problems.append(f"tool {definition.name} is defined by both {other} and {source.name}")
+            for definition in self._definitions_of(source):
+                if definition.name in self._tools or definition.name in self.quarantined:
+                    other = (self._tools.get(definition.name) or self.quarantined[definition.name][1:])[-1]
+                    problems.append(f"tool {definition.name} is defined by both {other.name} and {source.name}")
                     continue
-                self._tools[definition.name] = (definition, source)
+                verdict = self._verdict(source, definition, new_tools)
+                if verdict is None:
+                    self._tools[definition.name] = (definition, source)
+                else:
+                    self.quarantined[definition.name] = (verdict, definition, source)
         if problems:
             raise ConfigError(problems)
 
-    @classmethod
-    def from_config(cls, config: GatewayConfig) -> Catalog:
-        return cls(
-            PythonToolSource(config.resolve(entry.path), dict(entry.settings), config.root)
-            for entry in config.tools.python
+    def _definitions_of(self, source: ToolSource) -> list[ToolDefinition]:
+        definitions = source.list_tools()
+        if definitions or source.kind not in PINNED_KINDS or source.health().status == "ok":
+            return definitions
+        # An upstream that is down still shows its pinned tools, so calls reach it (and restart it).
+        prefix = f"{source.name.split(':', 1)[-1]}."
+        return [
+            ToolDefinition.model_validate(
+                {**pin.definition, "source": source.name, "timeout_seconds": getattr(source, "timeout_seconds", None)}
+            )
+            for name, pin in self.lock.tools.items()
+            if name.startswith(prefix)
+        ]
+
+    def _verdict(self, source: ToolSource, definition: ToolDefinition, new_tools: str) -> Quarantine | None:
+        if source.kind not in PINNED_KINDS:
+            return None
+        status = self.lock.status(definition)
+        if status is PinStatus.PINNED or (status is PinStatus.NEW and new_tools == "allow"):
+            return None
+        pin = self.lock.tools.get(definition.name)
+        return Quarantine(
+            tool=definition.name,
+            status=status,
+            pinned_hash=pin.hash if pin else None,
+            live_hash=definition.definition_hash,
         )
 
     def __contains__(self, name: object) -> bool:
@@ -43,3 +90,7 @@ class Catalog:
 
     def definitions(self) -> list[ToolDefinition]:
         return [definition for definition, _ in self._tools.values()]
+
+    def all_definitions(self) -> list[ToolDefinition]:
+        """Listed and quarantined tools alike (what `tools pin` records)."""
+        return [*self.definitions(), *(definition for _, definition, _ in self.quarantined.values())]

@@ -6,6 +6,9 @@ none of them reaches a tool source directly.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -13,11 +16,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gateway.audit import AuditRecord, AuditStore
+from gateway.config import GatewayConfig, load_config
 from gateway.ids import new_id
-from gateway.outcomes import Decision, Outcome
-from gateway.pipeline import CallContext, Caller, Finding, build_pipeline
-from gateway.snapshot import Snapshot
-from gateway.sources.base import ToolDefinition
+from gateway.outcomes import AuditWriteError, Decision, Outcome
+from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
+from gateway.snapshot import Snapshot, load_policy
+from gateway.sources.base import ProgressReporter, SourceHealth, ToolDefinition
+from gateway.sources.pins import changed_fields
+from gateway.sources.registry import SourceSet
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[], Awaitable[None]]
 
 
 class CheckReport(BaseModel):
@@ -39,33 +49,54 @@ class CheckReport(BaseModel):
 
 
 class Gateway:
-    def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
-        config = snapshot.config
+    """The one door to every tool: owns the sources, the current snapshot and the audit store."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.policy = load_policy(config)
+        self.sources = SourceSet(config, on_change=self._sources_changed)
         self.audit = AuditStore(config.resolve(config.audit.path))
-        self._pipeline = build_pipeline(snapshot, self.audit)
-        self._dry_run = build_pipeline(snapshot, None)
+        self._listeners: list[Listener] = []
+        self._reported: set[tuple[str, str]] = set()
+        self._stack: AsyncExitStack | None = None
+        self._install(Snapshot.build(config, self.policy, self.sources.sources))
 
     @classmethod
     def from_path(cls, path: Path | str) -> Gateway:
-        return cls(Snapshot.from_path(path))
+        return cls(load_config(path))
 
     @property
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        return self._current[0]
+
+    def _install(self, snapshot: Snapshot) -> None:
+        # One reference holds the snapshot and the pipelines built for it: a call takes it once.
+        self._current: tuple[Snapshot, Pipeline, Pipeline] = (
+            snapshot,
+            build_pipeline(snapshot, self.audit),
+            build_pipeline(snapshot, None),
+        )
+
+    def on_tools_changed(self, listener: Listener) -> None:
+        """Call `listener` after the catalog changed (an upstream's tools, a quarantine)."""
+        self._listeners.append(listener)
 
     async def start(self) -> None:
-        self.audit.open(self._snapshot.config.audit.salt)
-        await self.audit.append(self._lifecycle("gateway.start"))
+        async with AsyncExitStack() as stack:
+            self.audit.open(self.config.audit.salt)
+            stack.push_async_callback(self.audit.close)
+            await self.audit.append(self._lifecycle("gateway.start"))
+            await stack.enter_async_context(self.sources)
+            await self._refresh()
+            self._stack = stack.pop_all()
 
     async def stop(self) -> None:
-        """Record the shutdown and close the audit store; stopping twice is harmless."""
-        if not self.audit.running:
+        """Record the shutdown, close the sources and the audit store; stopping twice is harmless."""
+        if self._stack is None:
             return
-        try:
+        stack, self._stack = self._stack, None
+        async with stack:
             await self.audit.append(self._lifecycle("gateway.stop"))
-        finally:
-            await self.audit.close()
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -76,31 +107,71 @@ class Gateway:
     ) -> None:
         await self.stop()
 
+    def health(self) -> list[SourceHealth]:
+        return self.sources.health()
+
+    async def _sources_changed(self) -> None:
+        await self._refresh()
+        for listener in list(self._listeners):
+            try:
+                await listener()
+            except Exception:  # a listener (a client session that went away) must not stop the others
+                logger.exception("tools-changed listener failed")
+
+    async def _refresh(self) -> None:
+        """Rebuild the catalog from the sources' current tools; record new quarantines."""
+        snapshot = Snapshot.build(self.config, self.policy, self.sources.sources)
+        self._install(snapshot)
+        for verdict, definition, source in snapshot.catalog.quarantined.values():
+            key = (verdict.tool, verdict.live_hash)
+            if key in self._reported:
+                continue
+            pin = snapshot.catalog.lock.tools.get(verdict.tool)
+            record = AuditRecord(
+                event="tool.quarantined",
+                tool=verdict.tool,
+                definition_hash=verdict.live_hash,
+                outcome=verdict.status.value,
+                policy_version=self.policy.version,
+                detail={
+                    "source": source.name,
+                    "pinned_hash": verdict.pinned_hash,
+                    "live_hash": verdict.live_hash,
+                    "changed": changed_fields(pin, definition) if pin else [],
+                },
+            )
+            try:
+                await self.audit.append(record)
+            except AuditWriteError:
+                logger.exception("could not record the quarantine of %s", verdict.tool)
+                continue
+            self._reported.add(key)
+
     def visible_tools(self, subject: str | None) -> list[ToolDefinition]:
         """The tools `subject` may call or may request approval for; the others do not exist for them."""
-        return [d for d in self._snapshot.catalog.definitions() if self.visible_tool(subject, d.name) is not None]
+        snapshot = self.snapshot
+        return [d for d in snapshot.catalog.definitions() if _visible(snapshot, subject, d.name) is not None]
 
     def visible_tool(self, subject: str | None, name: str) -> ToolDefinition | None:
         """The definition `subject` was shown for `name`, or None if the tool does not exist for them."""
-        entry = self._snapshot.catalog.get(name)
-        if entry is None or not subject:
-            return None
-        if self._snapshot.policy.decide(subject, name).decision is Decision.DENY:
-            return None
-        return entry[0]
+        return _visible(self.snapshot, subject, name)
 
     def tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        entry = self._snapshot.catalog.get(name)
+        entry = self.snapshot.catalog.get(name)
         return entry[0].input_schema if entry else None
 
-    async def call_tool(self, caller: Caller, name: str, arguments: Any) -> Outcome:
+    async def call_tool(
+        self, caller: Caller, name: str, arguments: Any, progress: ProgressReporter | None = None
+    ) -> Outcome:
         """Run one call through the audited pipeline."""
-        return await self._pipeline.run(self._new_call(caller, name, arguments, execute=True))
+        snapshot, pipeline, _ = self._current
+        return await pipeline.run(self._new_call(snapshot, caller, name, arguments, execute=True, progress=progress))
 
     async def check(self, subject: str, name: str, arguments: Any) -> CheckReport:
         """The pipeline run without executing, recording or queueing anything."""
+        snapshot, _, dry_run = self._current
         caller = Caller(subject=subject, auth="cli", transport="cli")
-        call, outcome = await self._dry_run.evaluate(self._new_call(caller, name, arguments, execute=False))
+        call, outcome = await dry_run.evaluate(self._new_call(snapshot, caller, name, arguments, execute=False))
         decision = call.decision
         return CheckReport(
             subject=subject,
@@ -113,22 +184,42 @@ class Gateway:
             findings=call.findings,
             outcome=outcome.code.value,
             message=outcome.message,
-            policy_version=self._snapshot.policy.version,
+            policy_version=snapshot.policy.version,
         )
 
-    def _new_call(self, caller: Caller, name: str, arguments: Any, *, execute: bool) -> CallContext:
+    @staticmethod
+    def _new_call(
+        snapshot: Snapshot,
+        caller: Caller,
+        name: str,
+        arguments: Any,
+        *,
+        execute: bool,
+        progress: ProgressReporter | None = None,
+    ) -> CallContext:
         return CallContext(
             call_id=new_id(),
             caller=caller,
             tool_name=name,
             arguments=arguments,
-            snapshot=self._snapshot,
+            snapshot=snapshot,
             execute=execute,
+            progress=progress,
         )
 
     def _lifecycle(self, event: str) -> AuditRecord:
+        snapshot = self.snapshot
         return AuditRecord(
             event=event,
-            policy_version=self._snapshot.policy.version,
-            detail={"snapshot": self._snapshot.version, "tools": len(self._snapshot.catalog)},
+            policy_version=snapshot.policy.version,
+            detail={"snapshot": snapshot.version, "tools": len(snapshot.catalog)},
         )
+
+
+def _visible(snapshot: Snapshot, subject: str | None, name: str) -> ToolDefinition | None:
+    entry = snapshot.catalog.get(name)
+    if entry is None or not subject:
+        return None
+    if snapshot.policy.decide(subject, name).decision is Decision.DENY:
+        return None
+    return entry[0]

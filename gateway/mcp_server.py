@@ -6,11 +6,14 @@ results with `isError: true` and `structuredContent.code`; see `to_call_result`.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 
 from gateway.gateway import Gateway
 from gateway.outcomes import Outcome
@@ -45,20 +48,38 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         )
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        sessions.add(ctx.session)
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         who = caller(ctx)
-        outcome = await gateway.call_tool(who, params.name, params.arguments or {})
+        wants_progress = (ctx.meta or {}).get("progress_token") is not None
+        progress = ctx.session.report_progress if wants_progress else None
+        outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress)
         listed = gateway.visible_tool(who.subject, params.name)
         return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
 
+    # Tell clients when the catalog changes: handshake-era sessions that listed tools get
+    # notifications/tools/list_changed; 2026-07-28 clients hear it on subscriptions/listen.
+    sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+    bus = InMemorySubscriptionBus()
+
+    async def tools_changed() -> None:
+        await bus.publish(ToolsListChanged())
+        for session in list(sessions):
+            try:
+                await session.send_tool_list_changed()
+            except Exception:  # a session that went away must not stop the others
+                sessions.discard(session)
+
+    gateway.on_tools_changed(tools_changed)
     return Server(
         SERVER_NAME,
         version=version,
         instructions="Portcullis: every tool call here is authorized, checked and audited.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_subscriptions_listen=ListenHandler(bus),
         get_tool_input_schema=gateway.tool_input_schema,
     )
 
@@ -84,7 +105,7 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
     even on error results, so an error object there would turn a clear refusal
     into a client-side schema error.
     """
-    meta: dict[str, Any] = {AUDIT_ID_META_KEY: outcome.audit_id}
+    meta: dict[str, Any] = {**outcome.meta, AUDIT_ID_META_KEY: outcome.audit_id}
     if outcome.ok:
         return types.CallToolResult.model_validate(
             {"content": outcome.content, "structuredContent": outcome.structured, "isError": False, "_meta": meta}
@@ -98,7 +119,8 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
     }
     meta[ERROR_META_KEY] = details
     result: dict[str, Any] = {
-        "content": [{"type": "text", "text": f"{outcome.code.value}: {outcome.message}"}],
+        # a tool's own error content (an upstream's isError result) is passed on as it was
+        "content": outcome.content or [{"type": "text", "text": f"{outcome.code.value}: {outcome.message}"}],
         "isError": True,
         "_meta": meta,
     }

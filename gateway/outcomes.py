@@ -8,6 +8,7 @@ not an error in it. Exceptions are reserved for faults::
      +-- PolicyError        a policy file is invalid or a decision cannot be made
      +-- AuditWriteError    the audit record could not be committed (fail closed)
      +-- ToolLoadError      a tool module cannot be imported or described
+     +-- UpstreamError      an upstream MCP server or HTTP API failed (sources/base.py)
 
 Every fault carries the `OutcomeCode` a caller sees when it surfaces in a call.
 """
@@ -36,7 +37,11 @@ class OutcomeCode(StrEnum):
     APPROVAL_REQUIRED = "approval_required"
     """Policy requires a person to approve the call; a pending request was recorded."""
     TOOL_FAILED = "tool_failed"
-    """The tool raised an error."""
+    """The tool raised an error or reported a failure (an HTTP error status, an upstream `isError`)."""
+    TOOL_DEFINITION_CHANGED = "tool_definition_changed"
+    """The tool's live definition differs from its pin (or it was never pinned): it is quarantined."""
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    """The tool's upstream server cannot be reached, crashed, or answered with something that is not MCP."""
     TIMEOUT = "timeout"
     """The tool did not finish within its timeout."""
     OUTPUT_TOO_LARGE = "output_too_large"
@@ -72,6 +77,8 @@ class Outcome(BaseModel):
     """`structuredContent` of a successful result."""
     data: dict[str, Any] = Field(default_factory=dict)
     """Machine-readable details (approval id, findings, schema errors)."""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    """The tool's own non-reserved `_meta`, passed on to the caller."""
 
     @property
     def ok(self) -> bool:

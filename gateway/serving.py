@@ -20,7 +20,7 @@ from gateway.version import __version__
 async def serve_stdio(gateway: Gateway, subject: str) -> None:
     server = build_server(gateway, transport="stdio", stdio_subject=subject, version=__version__)
     async with gateway, stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options(NotificationOptions()))
+        await server.run(read, write, server.create_initialization_options(NotificationOptions(tools_changed=True)))
 
 
 def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:

@@ -31,5 +31,5 @@ def snapshot(config_path: Path) -> Snapshot:
 
 @pytest.fixture
 async def gateway(snapshot: Snapshot) -> AsyncIterator[Gateway]:
-    async with Gateway(snapshot) as running:
+    async with Gateway(snapshot.config) as running:
         yield running

@@ -30,9 +30,23 @@ DEMO_TOOLS = frozenset(
         "tickets.list",
         "payments.refund",
         "email.send",
+        "kb.search",
+        "kb.get_article",
+        "inventory.get_item",
+        "inventory.list_items",
     }
 )
-_SUPPORT = {"crm.find_customer", "crm.get_customer", "tickets.create", "tickets.list", "email.send"}
+_SUPPORT = {
+    "crm.find_customer",
+    "crm.get_customer",
+    "tickets.create",
+    "tickets.list",
+    "email.send",
+    "kb.search",
+    "kb.get_article",
+    "inventory.get_item",
+    "inventory.list_items",
+}
 DEMO_VIEW: dict[str, set[str]] = {
     "alice": _SUPPORT,
     "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
@@ -90,6 +104,7 @@ def make_deployment(root: Path, *, extra_policy: str = "", extra_config: str = "
     shutil.copytree(REPO / "policies", root / "policies", dirs_exist_ok=True)
     shutil.copytree(REPO / "tools", root / "tools", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "tools" / "faulty.py").write_text(FAULTY_TOOLS)
+    shutil.copy(REPO / "tools.lock", root / "tools.lock")
     with (root / "policies" / "policy.csv").open("a") as policy:
         policy.write(TEST_POLICY + extra_policy)
     config = (REPO / "portcullis.yaml").read_text() + textwrap.dedent(extra_config)

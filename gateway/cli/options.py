@@ -12,7 +12,7 @@ import click
 
 from gateway.config import GatewayConfig, load_config
 from gateway.outcomes import ConfigError
-from gateway.snapshot import Snapshot
+from gateway.gateway import Gateway
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,10 +39,11 @@ def load(config_path: Path) -> GatewayConfig:
         raise click.ClickException("invalid configuration:\n  " + "\n  ".join(exc.problems)) from exc
 
 
-def load_snapshot(config_path: Path) -> Snapshot:
+def load_gateway(config_path: Path) -> Gateway:
+    """The deployment's gateway, not yet started (nothing contacted, nothing recorded)."""
     config = load(config_path)
     try:
-        return Snapshot.load(config)
+        return Gateway(config)
     except ConfigError as exc:
         raise click.ClickException("invalid deployment:\n  " + "\n  ".join(exc.problems)) from exc
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.cli.options import config_option, echo_json, json_option, load_snapshot
-from gateway.gateway import Gateway
+from gateway.cli.options import config_option, echo_json, json_option, load_gateway
 
 
 @click.group()
@@ -35,7 +34,7 @@ def check(config_path: Path, subject: str, tool: str, arguments: str, as_json: b
         parsed = json.loads(arguments)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
-    report = anyio.run(Gateway(load_snapshot(config_path)).check, subject, tool, parsed)
+    report = anyio.run(load_gateway(config_path).check, subject, tool, parsed)
     if as_json:
         echo_json(report.model_dump(mode="json"))
         return

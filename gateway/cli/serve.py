@@ -9,8 +9,7 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.cli.options import config_option, load_snapshot
-from gateway.gateway import Gateway
+from gateway.cli.options import config_option, load_gateway
 from gateway.serving import serve_http, serve_stdio
 
 
@@ -41,10 +40,10 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("casbin").setLevel(logging.WARNING)
-    snapshot = load_snapshot(config_path)
-    gateway = Gateway(snapshot)
+    gateway = load_gateway(config_path)
+    config = gateway.config
     if transport == "stdio":
-        who = subject or os.environ.get("PORTCULLIS_SUBJECT") or snapshot.config.identity.default_subject
+        who = subject or os.environ.get("PORTCULLIS_SUBJECT") or config.identity.default_subject
         if not who:
             raise click.ClickException(
                 "no caller identity for stdio: pass --as SUBJECT, set PORTCULLIS_SUBJECT,"
@@ -52,5 +51,5 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
             )
         anyio.run(serve_stdio, gateway, who)
         return
-    server = snapshot.config.server
+    server = config.server
     anyio.run(serve_http, gateway, host or server.host, server.port if port is None else port)

@@ -1,18 +1,44 @@
-"""`portcullis tools`: the catalog."""
+"""`portcullis tools`: the catalog, source health, pins and OpenAPI import."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import anyio
 import click
+import yaml
 
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load_snapshot
-from gateway.outcomes import Decision
+from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.config import GatewayConfig
+from gateway.outcomes import ConfigError, Decision
+from gateway.snapshot import Snapshot, load_policy
+from gateway.sources.base import SourceHealth
+from gateway.sources.openapi import import_openapi
+from gateway.sources.pins import PinStatus, diff
+from gateway.sources.registry import SourceSet
+
+T = TypeVar("T")
 
 
 @click.group()
 def tools() -> None:
-    """Inspect the tool catalog."""
+    """Inspect the tool catalog, pin upstream tool definitions, import OpenAPI documents."""
+
+
+def _live(config: GatewayConfig, work: Callable[[Snapshot, list[SourceHealth]], T]) -> T:
+    """Start the sources (connecting to upstreams), build the catalog, run `work` on it."""
+
+    async def run() -> T:
+        policy = load_policy(config)
+        async with SourceSet(config) as sources:
+            return work(Snapshot.build(config, policy, sources.sources), sources.health())
+
+    try:
+        return anyio.run(run)
+    except ConfigError as exc:
+        raise click.ClickException("invalid deployment:\n  " + "\n  ".join(exc.problems)) from exc
 
 
 @tools.command("list")
@@ -20,29 +46,133 @@ def tools() -> None:
 @click.option("--as", "subject", default=None, help="Show the catalog as this subject sees it.")
 @json_option
 def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
-    """List tools, optionally as one subject sees them.
+    """List tools (connecting to upstreams), each source's health, and quarantined tools.
 
     Example: portcullis tools list --as alice --json
     """
-    snapshot = load_snapshot(config_path)
-    rows = []
-    for definition in snapshot.catalog.definitions():
-        row = {
-            "name": definition.name,
-            "description": definition.description,
-            "source": definition.source,
-            "annotations": definition.annotations,
-            "definition_hash": definition.definition_hash,
-        }
-        if subject is not None:
-            decision = snapshot.policy.decide(subject, definition.name).decision
-            if decision is Decision.DENY:
-                continue
-            row["decision"] = decision.value
-        rows.append(row)
+    load_gateway(config_path)  # reports a broken deployment the same way every command does
+
+    def rows(snapshot: Snapshot, health: list[SourceHealth]) -> tuple[list[dict[str, Any]], list[SourceHealth]]:
+        status = {h.source: h.status for h in health}
+        listed: list[dict[str, Any]] = []
+        for definition in snapshot.catalog.definitions():
+            row = _row(definition.model_dump(), "listed", status)
+            if subject is not None:
+                decision = snapshot.policy.decide(subject, definition.name).decision
+                if decision is Decision.DENY:
+                    continue
+                row["decision"] = decision.value
+            listed.append(row)
+        if subject is None:
+            for verdict, definition, _ in snapshot.catalog.quarantined.values():
+                listed.append(_row(definition.model_dump(), f"quarantined ({verdict.status.value})", status))
+        return listed, health
+
+    listed, health = _live(load(config_path), rows)
     if as_json:
-        echo_json(rows)
+        echo_json(listed)
         return
-    for row in rows:
-        row["description"] = (row["description"] or "").splitlines()[0] if row["description"] else ""
-    echo_table(rows, ["name", "source", *(["decision"] if subject else []), "description"])
+    echo_table([h.model_dump() for h in health], ["source", "kind", "status", "tools", "detail"])
+    click.echo()
+    for row in listed:
+        row["description"] = (row["description"] or "").strip().splitlines()[0] if row["description"] else ""
+    echo_table(listed, ["name", "source", "status", *(["decision"] if subject else []), "description"])
+
+
+def _row(definition: dict[str, Any], status: str, health: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": definition["name"],
+        "description": definition["description"],
+        "source": definition["source"],
+        "source_status": health.get(definition["source"], "ok"),
+        "status": status,
+        "annotations": definition["annotations"],
+        "definition_hash": definition["definition_hash"],
+    }
+
+
+@tools.command()
+@config_option
+@click.argument("names", nargs=-1)
+def pin(config_path: Path, names: tuple[str, ...]) -> None:
+    """Pin the current definitions of upstream tools (all, or the NAMES given) in tools.lock.
+
+    Review the change to tools.lock before committing it: it is what you trust.
+
+    Example: portcullis tools pin kb.search
+    """
+    config = load(config_path)
+    lock_path = config.resolve(config.tools.lock)
+
+    def record(snapshot: Snapshot, health: list[SourceHealth]) -> list[str]:
+        down = [h.source for h in health if h.kind == "mcp" and h.status != "ok"]
+        if down:
+            raise click.ClickException(f"cannot pin while upstreams are down: {', '.join(down)}")
+        lock = snapshot.catalog.lock
+        upstream = [d for d in snapshot.catalog.all_definitions() if d.source.startswith("mcp:")]
+        unknown = sorted(set(names) - {d.name for d in upstream})
+        if unknown:
+            raise click.ClickException(f"no such upstream tool: {', '.join(unknown)}")
+        chosen = [d for d in upstream if not names or d.name in names]
+        lock.pinned(chosen).save(lock_path)
+        return [d.name for d in chosen if lock.status(d) is not PinStatus.PINNED]
+
+    changed = _live(config, record)
+    listed = f": {', '.join(changed)}" if changed else ""
+    click.echo(f"pinned {len(changed)} changed or new tool(s) in {lock_path}{listed}")
+
+
+@tools.command("diff")
+@config_option
+@click.argument("name")
+def diff_tool(config_path: Path, name: str) -> None:
+    """Show how an upstream tool's live definition differs from its pin.
+
+    Exit code 0 when they match, 1 when they differ.
+
+    Example: portcullis tools diff kb.search
+    """
+    config = load(config_path)
+
+    def compare(snapshot: Snapshot, health: list[SourceHealth]) -> str:
+        listed, quarantined = snapshot.catalog.get(name), snapshot.catalog.quarantined.get(name)
+        live = listed[0] if listed else (quarantined[1] if quarantined else None)
+        pin_ = snapshot.catalog.lock.tools.get(name)
+        if live is None and pin_ is None:
+            raise click.ClickException(f"no tool {name} live or pinned")
+        return diff(pin_, live)
+
+    text = _live(config, compare)
+    if not text:
+        click.echo(f"{name}: live definition matches its pin")
+        return
+    click.echo(text, nl=False)
+    raise SystemExit(1)
+
+
+@tools.command("import-openapi")
+@click.argument("document", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--namespace", required=True, help="Tool names become NAMESPACE.operationId.")
+@click.option("--base-url", default=None, help="Server URL (default: the document's first server).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The tool file to write (default: tools/NAMESPACE.http.yaml). List it under tools.http_files.",
+)
+def import_openapi_command(document: Path, namespace: str, base_url: str | None, output: Path | None) -> None:
+    """Write an HTTP tool file from an OpenAPI 3 document, to review and commit.
+
+    Example: portcullis tools import-openapi inventory.openapi.json --namespace inventory
+    """
+    try:
+        tools_ = import_openapi(document, namespace, base_url)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    target = output or Path("tools") / f"{namespace}.http.yaml"
+    header = f"# Generated by `portcullis tools import-openapi {document.name} --namespace {namespace}`.\n"
+    header += "# Review before use; list this file under tools.http_files in portcullis.yaml.\n"
+    target.write_text(header + yaml.safe_dump({"http_tools": tools_}, sort_keys=False, allow_unicode=True))
+    click.echo(f"wrote {len(tools_)} tool(s) to {target}")
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ Location = tuple[str | int, ...]
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a deployment config; raise `ConfigError` listing every problem."""
     path = Path(path).resolve()
-    env = os.environ if environ is None else environ
+    # ${PORTCULLIS_PYTHON} names the interpreter running the gateway, for Python upstreams.
+    env = {"PORTCULLIS_PYTHON": sys.executable, **(os.environ if environ is None else environ)}
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

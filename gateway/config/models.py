@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -65,11 +65,86 @@ class ToolOverride(_Model):
     timeout_seconds: float | None = Field(default=None, gt=0)
 
 
+_NAMESPACE = r"^[a-z][a-z0-9_-]*$"
+_TOOL_NAME = r"^[a-z][a-z0-9_-]*\.[A-Za-z0-9_.-]+$"
+
+
+class StdioUpstreamConfig(_Model):
+    command: str = Field(min_length=1)
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    """Passed to the server explicitly; nothing else is inherited but `inherit_env`."""
+    inherit_env: tuple[str, ...] = ("PATH",)
+    cwd: Path | None = None
+
+
+class HttpUpstreamConfig(_Model):
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent to this upstream only (use `${ENV}` for secrets); the caller's credentials never are."""
+
+
+class UpstreamConfig(_Model):
+    """An MCP server whose tools, resources and prompts appear under `namespace.`."""
+
+    namespace: str = Field(pattern=_NAMESPACE)
+    stdio: StdioUpstreamConfig | None = None
+    http: HttpUpstreamConfig | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    connect_timeout_seconds: float = Field(default=15.0, gt=0)
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    """First wait before restarting a failed upstream; doubles per failure up to 30 s."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> UpstreamConfig:
+        if (self.stdio is None) == (self.http is None):
+            raise ValueError("an upstream needs exactly one of 'stdio' or 'http'")
+        return self
+
+
+HttpParameterLocation = Literal["path", "query", "header", "body"]
+
+
+class HttpToolConfig(_Model):
+    """A tool that is one HTTP request, called with the gateway's shared httpx client."""
+
+    name: str = Field(pattern=_TOOL_NAME)
+    description: str = ""
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(pattern=r"^https?://")
+    """May hold `{param}` placeholders, filled (URL-encoded) from arguments located in `path`."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    output_schema: dict[str, Any] | None = None
+    parameters: dict[str, HttpParameterLocation] = Field(default_factory=dict)
+    """Where each argument goes; unlisted arguments go to the query (GET, DELETE) or the JSON body."""
+    body_argument: str | None = None
+    """Send this one argument as the whole JSON body (for non-object bodies)."""
+    response: Literal["json", "text"] = "json"
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    annotations: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _placeholders_are_path_parameters(self) -> HttpToolConfig:
+        for placeholder in re.findall(r"{([^}]+)}", self.url):
+            if self.parameters.get(placeholder) != "path":
+                raise ValueError(f"url placeholder {{{placeholder}}} must be listed in parameters as 'path'")
+        return self
+
+
 class ToolsConfig(_Model):
     python: tuple[PythonToolsConfig, ...] = (PythonToolsConfig(),)
+    http: tuple[HttpToolConfig, ...] = ()
+    http_files: tuple[Path, ...] = ()
+    """YAML files with a top-level `http_tools:` list (written by `portcullis tools import-openapi`)."""
     timeout_seconds: float = Field(default=30.0, gt=0)
     overrides: dict[str, ToolOverride] = Field(default_factory=dict)
     """Per-tool settings by full tool name (`crm.find_customer`)."""
+    lock: Path = Path("tools.lock")
+    """Pinned definitions of upstream tools (`portcullis tools pin`)."""
+    new_tools: Literal["quarantine", "allow"] = "quarantine"
+    """What to do with an upstream tool that was never pinned."""
 
 
 class LimitsConfig(_Model):
@@ -110,11 +185,21 @@ class GatewayConfig(_Model):
     identity: IdentityConfig = IdentityConfig()
     policy: PolicyConfig = PolicyConfig()
     tools: ToolsConfig = ToolsConfig()
+    upstreams: tuple[UpstreamConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.root / path).resolve()
+
+    @model_validator(mode="after")
+    def _unique_namespaces(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for upstream in self.upstreams:
+            if upstream.namespace in seen:
+                raise ValueError(f"upstream namespace {upstream.namespace!r} is declared twice")
+            seen.add(upstream.namespace)
+        return self
 
     def tool_timeout(self, tool: str, declared: float | None) -> float:
         override = self.tools.overrides.get(tool)

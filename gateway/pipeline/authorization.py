@@ -26,13 +26,29 @@ class Authorization:
     async def __call__(self, call: CallContext) -> Continue | Stop:
         subject = call.caller.subject or ""
         entry = self._catalog.get(call.tool_name)
-        if entry is None:
+        quarantined = self._catalog.quarantined.get(call.tool_name)
+        if entry is None and quarantined is None:
             decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
             return Stop(call.evolve(decision=decision), unknown_tool(call.tool_name, self.name))
         decision = self._policy.decide(subject, call.tool_name)
-        call = call.evolve(tool=entry[0], decision=decision)
+        call = call.evolve(tool=entry[0] if entry else None, decision=decision)
         if decision.decision is Decision.DENY:
             return Stop(call, unknown_tool(call.tool_name, self.name))
+        if quarantined is not None:
+            verdict = quarantined[0]
+            message = (
+                f"{call.tool_name} is quarantined: its definition differs from the pinned one"
+                if verdict.pinned_hash
+                else f"{call.tool_name} is quarantined: its definition has not been pinned"
+            )
+            outcome = Outcome.refuse(
+                OutcomeCode.TOOL_DEFINITION_CHANGED,
+                message + " (an operator must review it: portcullis tools diff / tools pin)",
+                stage=self.name,
+                pinned_hash=verdict.pinned_hash,
+                live_hash=verdict.live_hash,
+            )
+            return Stop(call.evolve(tool=quarantined[1]), outcome)
         return Continue(call)
 
 

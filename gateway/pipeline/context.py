@@ -11,7 +11,7 @@ from gateway.audit.store import Statement
 from gateway.outcomes import Outcome
 from gateway.policy import PolicyDecision
 from gateway.snapshot import Snapshot
-from gateway.sources.base import ToolDefinition, ToolResult
+from gateway.sources.base import ProgressReporter, ToolDefinition, ToolResult
 
 
 class Caller(BaseModel):
@@ -58,6 +58,8 @@ class CallContext:
     approval_id: str | None = None
     statements: tuple[Statement, ...] = field(default=())
     """Writes that commit atomically with this call's outcome record."""
+    progress: ProgressReporter | None = None
+    """Progress notifications back to the caller, when it asked for them."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

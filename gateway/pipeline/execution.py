@@ -10,7 +10,7 @@ from gateway.catalog import Catalog
 from gateway.config import GatewayConfig
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline.context import CallContext, Continue, Stop
-from gateway.sources.base import ToolContext
+from gateway.sources.base import ToolContext, UpstreamError
 
 
 class Execution:
@@ -33,6 +33,7 @@ class Execution:
             settings={},
             root=self._config.root,
             call_id=call.call_id,
+            progress=call.progress,
         )
         try:
             with anyio.fail_after(timeout):
@@ -40,8 +41,21 @@ class Execution:
         except TimeoutError:
             message = f"{definition.name} did not finish within {timeout:g} s"
             return Stop(call, Outcome.refuse(OutcomeCode.TIMEOUT, message, stage=self.name, timeout_seconds=timeout))
+        except UpstreamError as exc:
+            return Stop(call, Outcome.refuse(OutcomeCode.UPSTREAM_UNAVAILABLE, str(exc), stage=self.name))
         except Exception as exc:  # seam: a tool may raise anything; the gateway keeps serving
             message = f"{definition.name} failed: {type(exc).__name__}: {exc}"
             return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
+        if result.is_error:
+            # The tool reported its own failure: the caller gets the tool's content with the code.
+            text = next((block.get("text", "") for block in result.content if block.get("type") == "text"), "")
+            outcome = Outcome(
+                code=OutcomeCode.TOOL_FAILED,
+                message=f"{definition.name} reported an error: {text[:500]}",
+                stage=self.name,
+                content=result.content,
+                data={"tool_error": True, **result.meta},
+            )
+            return Stop(call.evolve(result=result), outcome)
         return Continue(call.evolve(result=result))
 

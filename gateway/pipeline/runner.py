@@ -66,7 +66,9 @@ class Pipeline:
         result = call.result
         if result is None:
             return call, Outcome(code=OutcomeCode.OK, message="ok")
-        return call, Outcome(code=OutcomeCode.OK, message="ok", content=result.content, structured=result.structured)
+        return call, Outcome(
+            code=OutcomeCode.OK, message="ok", content=result.content, structured=result.structured, meta=result.meta
+        )
 
     def _record(self, call: CallContext, outcome: Outcome | None, event: str, latency_ms: float | None) -> AuditRecord:
         decision = call.decision

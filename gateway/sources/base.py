@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from gateway.canonical import digest
+from gateway.outcomes import OutcomeCode, PortcullisError
 
 
 class ToolDefinition(BaseModel):
@@ -51,6 +53,26 @@ class ToolResult(BaseModel):
 
     content: list[dict[str, Any]] = []
     structured: dict[str, Any] | None = None
+    is_error: bool = False
+    """The tool itself reported a failure (an upstream's `isError`, an HTTP error status)."""
+    meta: dict[str, Any] = {}
+    """The source's non-reserved `_meta`, passed on to the caller."""
+
+
+class SourceHealth(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    kind: str
+    status: Literal["ok", "down", "starting"]
+    detail: str = ""
+    tools: int = 0
+
+
+class UpstreamError(PortcullisError):
+    """An upstream cannot be reached, crashed, or answered with something that is not MCP."""
+
+    code = OutcomeCode.UPSTREAM_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,8 @@ class ToolContext:
     root: Path
     """The deployment folder; tools resolve their relative paths against it."""
     call_id: str = ""
+    progress: ProgressReporter | None = None
+    """Report progress to the caller (a no-op when the caller asked for none)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def path(self, relative: str | Path) -> Path:
@@ -70,9 +94,24 @@ class ToolContext:
         return path if path.is_absolute() else self.root / path
 
 
+class ProgressReporter(Protocol):
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None: ...
+
+
 class ToolSource(Protocol):
+    """Lists tool definitions and executes calls; started once, closed once."""
+
     name: str
+    kind: str
 
     def list_tools(self) -> list[ToolDefinition]: ...
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...
+
+    async def start(self, tasks: TaskGroup) -> None:
+        """Connect or prepare; `tasks` outlives the source, for background work it must own."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def health(self) -> SourceHealth: ...

@@ -25,11 +25,12 @@ from typing import Any, get_type_hints
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from gateway.canonical import canonical_json
 from gateway.outcomes import ToolLoadError
-from gateway.sources.base import ToolContext, ToolDefinition, ToolResult
+from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult
 
 _MARK = "__portcullis_tool__"
 
@@ -96,8 +97,19 @@ class PythonToolSource:
                         raise ToolLoadError([f"{module.__file__}: tool {built.definition.name} is defined twice"])
                     self._tools[built.definition.name] = built
 
+    kind = "python"
+
     def list_tools(self) -> list[ToolDefinition]:
         return [built.definition for built in self._tools.values()]
+
+    async def start(self, tasks: TaskGroup) -> None:
+        """Python tools are imported when the source is built; nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(source=self.name, kind=self.kind, status="ok", tools=len(self._tools))
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         built = self._tools[tool.name]

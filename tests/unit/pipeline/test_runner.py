@@ -104,6 +104,6 @@ async def test_the_tool_does_not_run_when_its_intent_cannot_be_recorded(snapshot
 
 
 async def test_a_closed_audit_store_refuses_calls(snapshot: Snapshot) -> None:
-    gateway = Gateway(snapshot)
+    gateway = Gateway(snapshot.config)
     outcome = await gateway.call_tool(ALICE, "faulty.echo", {"text": "x"})
     assert outcome.code is OutcomeCode.AUDIT_UNAVAILABLE

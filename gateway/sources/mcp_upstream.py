@@ -1,0 +1,264 @@
+"""Upstream MCP servers, proxied under a namespace.
+
+Each upstream is one long-lived `mcp.Client` (stdio subprocess or Streamable
+HTTP) held open by a background task; calls share it, up to the configured
+concurrency. Failure is contained to the upstream: a server that does not
+start, crashes, hangs or talks garbage makes its own calls fail fast with
+`upstream_unavailable` (or `timeout`), and is restarted, with backoff, by the
+next call. The caller's identity and credentials are never forwarded: an
+upstream sees only what its config gives it.
+
+Upstreams are spoken to in the handshake era (`mode="legacy"`): it is what
+servers in the field speak, and it delivers `tools/list_changed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp.types as types
+from anyio.abc import TaskGroup, TaskStatus
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from gateway.config import UpstreamConfig
+from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
+from gateway.version import __version__
+
+logger = logging.getLogger(__name__)
+
+RESERVED_META_PREFIX = "io.modelcontextprotocol/"
+MAX_BACKOFF_SECONDS = 30.0
+_CONNECTION_ERRORS = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    OSError,
+    httpx2.TransportError,
+)
+
+OnChange = Callable[[], Awaitable[None]]
+
+
+class McpUpstream:
+    kind = "mcp"
+
+    def __init__(self, config: UpstreamConfig, root: Path, on_change: OnChange | None = None) -> None:
+        self.config = config
+        self.namespace = config.namespace
+        self.name = f"mcp:{config.namespace}"
+        self.timeout_seconds = config.timeout_seconds
+        self._root = root
+        self._on_change = on_change
+        self._tools: dict[str, ToolDefinition] = {}
+        self._original: dict[str, str] = {}
+        self._client: Client | None = None
+        self._disconnect: anyio.Event | None = None
+        self._tasks: TaskGroup | None = None
+        self._connect_lock = anyio.Lock()
+        self._limiter = anyio.CapacityLimiter(config.max_concurrency)
+        self._status: str = "starting"
+        self._detail = ""
+        self._failures = 0
+        self._retry_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def start(self, tasks: TaskGroup) -> None:
+        """Connect once; a failure leaves the upstream down (and retried on the next call), not the gateway."""
+        self._tasks = tasks
+        async with self._connect_lock:
+            await self._connect()
+
+    async def close(self) -> None:
+        if self._disconnect is not None:
+            self._disconnect.set()
+        self._client = None
+
+    def health(self) -> SourceHealth:
+        status = "ok" if self._client is not None else ("starting" if self._status == "starting" else "down")
+        return SourceHealth(
+            source=self.name,
+            kind=self.kind,
+            status=status,  # type: ignore[arg-type]
+            detail=self._detail,
+            tools=len(self._tools),
+        )
+
+    def list_tools(self) -> list[ToolDefinition]:
+        return list(self._tools.values())
+
+    # --- calls -----------------------------------------------------------
+
+    async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        client = await self._connected()
+        original = self._original.get(tool.name, tool.name.removeprefix(f"{self.namespace}."))
+        async with self._limiter:
+            try:
+                result = await client.call_tool(original, arguments, progress_callback=context.progress)
+            except MCPError as exc:
+                if exc.error.code == types.CONNECTION_CLOSED:
+                    await self._failed(f"connection closed: {exc.error.message}")
+                    raise UpstreamError(f"upstream {self.namespace} closed the connection") from exc
+                raise UpstreamError(f"upstream {self.namespace} refused the call: {exc.error.message}") from exc
+            except _CONNECTION_ERRORS as exc:
+                await self._failed(f"{type(exc).__name__}: {exc}")
+                raise UpstreamError(f"upstream {self.namespace} is unavailable: {type(exc).__name__}") from exc
+            except RuntimeError as exc:  # the SDK client's output-schema check
+                raise UpstreamError(f"upstream {self.namespace} returned an invalid result: {exc}") from exc
+        return to_tool_result(result)
+
+    # --- connection management --------------------------------------------
+
+    async def _connected(self) -> Client:
+        client = self._client
+        if client is not None:
+            return client
+        async with self._connect_lock:
+            if self._client is not None:
+                return self._client
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise UpstreamError(f"upstream {self.namespace} is down ({self._detail}); next restart in {wait:.1f} s")
+            if not await self._connect():
+                raise UpstreamError(f"upstream {self.namespace} is down: {self._detail}")
+            client = self._client
+            if client is None:
+                raise UpstreamError(f"upstream {self.namespace} is down: {self._detail}")
+            return client
+
+    async def _connect(self) -> bool:
+        if self._tasks is None:
+            raise UpstreamError(f"upstream {self.namespace} was not started")
+        try:
+            with anyio.fail_after(self.config.connect_timeout_seconds):
+                await self._tasks.start(self._hold_connection)
+        except TimeoutError:
+            self._down(f"did not answer within {self.config.connect_timeout_seconds:g} s")
+            return False
+        except Exception as exc:  # seam: a server that fails to start can raise anything
+            self._down(f"failed to start: {type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    async def _hold_connection(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the client for its whole life: entered and exited in this one task, as anyio requires."""
+        disconnect = anyio.Event()
+        started = False
+        reconnect = self._status != "starting"
+        try:
+            async with self._open_client() as client:
+                tools = await _list_all_tools(client)
+                self._install(tools)
+                self._client, self._disconnect = client, disconnect
+                self._status, self._detail, self._failures = "ok", "", 0
+                started = True
+                task_status.started()
+                if reconnect:  # a restart may bring other tools: the catalog is rebuilt and pins re-checked
+                    await self._changed()
+                await disconnect.wait()
+        except Exception as exc:
+            if not started:
+                raise
+            self._down(f"connection lost: {type(exc).__name__}: {exc}")
+        finally:
+            if self._disconnect is disconnect:
+                self._client = None
+
+    def _open_client(self) -> Client:
+        handler = self._on_message
+        info = types.Implementation(name="portcullis", version=__version__)
+        if self.config.stdio is not None:
+            stdio = self.config.stdio
+            env = {name: os.environ[name] for name in stdio.inherit_env if name in os.environ}
+            env.update(stdio.env)
+            cwd = stdio.cwd if stdio.cwd is None or stdio.cwd.is_absolute() else self._root / stdio.cwd
+            params = StdioServerParameters(
+                command=stdio.command, args=list(stdio.args), env=env, cwd=str(cwd or self._root)
+            )
+            return Client(params, mode="legacy", message_handler=handler, client_info=info, cache=None)
+        assert self.config.http is not None  # noqa: S101 - guaranteed by UpstreamConfig's validator
+        session = httpx2.AsyncClient(headers=self.config.http.headers, timeout=self.config.timeout_seconds)
+        transport = streamable_http_client(self.config.http.url, http_client=session)
+        return Client(transport, mode="legacy", message_handler=handler, client_info=info, cache=None)
+
+    async def _on_message(self, message: types.ServerNotification | Exception) -> None:
+        if isinstance(message, types.ToolListChangedNotification) and self._tasks is not None:
+            # Not inline: listing from inside the client's receive loop would wait on itself.
+            self._tasks.start_soon(self._relist)
+        elif isinstance(message, Exception):
+            logger.warning("upstream %s sent something that is not MCP: %s", self.namespace, message)
+
+    async def _relist(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            self._install(await _list_all_tools(client))
+        except Exception as exc:  # seam: a failing re-list leaves the previous catalog in place
+            logger.warning("upstream %s: re-listing tools failed: %s", self.namespace, exc)
+            return
+        await self._changed()
+
+    async def _changed(self) -> None:
+        if self._on_change is not None:
+            await self._on_change()
+
+    def _install(self, tools: list[types.Tool]) -> None:
+        definitions: dict[str, ToolDefinition] = {}
+        original: dict[str, str] = {}
+        for tool in tools:
+            name = f"{self.namespace}.{tool.name}"
+            definitions[name] = ToolDefinition(
+                name=name,
+                title=tool.title,
+                description=tool.description or "",
+                input_schema=dict(tool.input_schema),
+                output_schema=dict(tool.output_schema) if tool.output_schema is not None else None,
+                annotations=tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else {},
+                source=self.name,
+                timeout_seconds=self.config.timeout_seconds,
+            )
+            original[name] = tool.name
+        self._tools, self._original = definitions, original
+
+    async def _failed(self, detail: str) -> None:
+        self._down(detail)
+        if self._disconnect is not None:
+            self._disconnect.set()
+        self._client = None
+
+    def _down(self, detail: str) -> None:
+        self._failures += 1
+        backoff = min(self.config.restart_backoff_seconds * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS)
+        self._retry_at = time.monotonic() + backoff
+        self._status, self._detail = "down", detail
+        logger.warning("upstream %s is down (%s); restart allowed in %.1f s", self.namespace, detail, backoff)
+
+
+async def _list_all_tools(client: Client) -> list[types.Tool]:
+    tools: list[types.Tool] = []
+    cursor: str | None = None
+    while True:
+        page = await client.list_tools(cursor=cursor)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
+
+
+def to_tool_result(result: types.CallToolResult) -> ToolResult:
+    meta = {k: v for k, v in (result.meta or {}).items() if not k.startswith(RESERVED_META_PREFIX)}
+    return ToolResult(
+        content=[block.model_dump(by_alias=True, mode="json", exclude_none=True) for block in result.content],
+        structured=result.structured_content,
+        is_error=bool(result.is_error),
+        meta=meta,
+    )
