@@ -82,13 +82,19 @@ class Gateway:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        async with AsyncExitStack() as stack:
+        stack = AsyncExitStack()
+        try:
             self.audit.open(self.config.audit.salt)
             stack.push_async_callback(self.audit.close)
             await self.audit.append(self._lifecycle("gateway.start"))
             await stack.enter_async_context(self.sources)
             await self._refresh()
-            self._stack = stack.pop_all()
+        except BaseException:
+            # Unwind before re-raising: leaving the sources' task group with the error in
+            # flight would wrap a plain ConfigError into an ExceptionGroup.
+            await stack.aclose()
+            raise
+        self._stack = stack
 
     async def stop(self) -> None:
         """Record the shutdown, close the sources and the audit store; stopping twice is harmless."""

@@ -6,13 +6,17 @@ ship, and a `faulty` tool module adds the failures a user must be protected from
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import yaml
 from mcp import Client
 
 from gateway.pipeline import CallContext, Caller
@@ -98,8 +102,13 @@ p, role:support, faulty.*, call, allow
 """
 
 
-def make_deployment(root: Path, *, extra_policy: str = "", extra_config: str = "") -> Path:
-    """Create a deployment under `root`; return its config path."""
+def make_deployment(
+    root: Path, *, extra_policy: str = "", extra_config: str = "", changes: dict[str, Any] | None = None
+) -> Path:
+    """Create a deployment under `root`; return its config path.
+
+    `changes` are merged into the demo config (mappings merged, other values replaced).
+    """
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "policies", root / "policies", dirs_exist_ok=True)
     shutil.copytree(REPO / "tools", root / "tools", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
@@ -108,6 +117,8 @@ def make_deployment(root: Path, *, extra_policy: str = "", extra_config: str = "
     with (root / "policies" / "policy.csv").open("a") as policy:
         policy.write(TEST_POLICY + extra_policy)
     config = (REPO / "portcullis.yaml").read_text() + textwrap.dedent(extra_config)
+    if changes:
+        config = yaml.safe_dump(_merge(yaml.safe_load(config), changes), sort_keys=False)
     (root / "portcullis.yaml").write_text(config)
     return root / "portcullis.yaml"
 
@@ -122,3 +133,33 @@ def make_call(snapshot: Snapshot, subject: str | None, tool: str, arguments: Any
         snapshot=snapshot,
     )
     return context.evolve(**changes) if changes else context
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+UPSTREAMS = Path(__file__).resolve().parent / "upstreams"
+
+
+def toy_upstream(namespace: str = "toy", *, variant: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
+    """Config for the test upstream server `tests/upstreams/toy.py` over stdio."""
+    env = {"TOY_VARIANT": json.dumps(variant)} if variant else {}
+    return {
+        "namespace": namespace,
+        "stdio": {"command": sys.executable, "args": [str(UPSTREAMS / "toy.py")], "env": env},
+        **settings,
+    }
+
+
+def portcullis(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (usable from async tests, unlike CliRunner)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
+    )

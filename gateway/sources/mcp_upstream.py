@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from gateway.version import __version__
 logger = logging.getLogger(__name__)
 
 RESERVED_META_PREFIX = "io.modelcontextprotocol/"
+ENV_PROGRAM = shutil.which("env") if os.name == "posix" else None
 MAX_BACKOFF_SECONDS = 30.0
 _CONNECTION_ERRORS = (
     anyio.ClosedResourceError,
@@ -180,9 +182,12 @@ class McpUpstream:
             env = {name: os.environ[name] for name in stdio.inherit_env if name in os.environ}
             env.update(stdio.env)
             cwd = stdio.cwd if stdio.cwd is None or stdio.cwd.is_absolute() else self._root / stdio.cwd
-            params = StdioServerParameters(
-                command=stdio.command, args=list(stdio.args), env=env, cwd=str(cwd or self._root)
-            )
+            # The SDK adds HOME, SHELL, TERM, USER... to every server's environment; `env -i`
+            # starts the server with exactly the variables configured for it.
+            command, args = stdio.command, list(stdio.args)
+            if ENV_PROGRAM is not None:
+                command, args = ENV_PROGRAM, ["-i", *(f"{k}={v}" for k, v in env.items()), command, *args]
+            params = StdioServerParameters(command=command, args=args, env=env, cwd=str(cwd or self._root))
             return Client(params, mode="legacy", message_handler=handler, client_info=info, cache=None)
         assert self.config.http is not None  # noqa: S101 - guaranteed by UpstreamConfig's validator
         session = httpx2.AsyncClient(headers=self.config.http.headers, timeout=self.config.timeout_seconds)
