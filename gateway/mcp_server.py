@@ -12,8 +12,9 @@ from typing import Any
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.session import ServerSession
+from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.gateway import Gateway
 from gateway.outcomes import Outcome
@@ -48,7 +49,7 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         )
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        sessions.add(ctx.session)
+        _remember_connection(connections, ctx)
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -61,16 +62,13 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
 
     # Tell clients when the catalog changes: handshake-era sessions that listed tools get
     # notifications/tools/list_changed; 2026-07-28 clients hear it on subscriptions/listen.
-    sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+    connections: weakref.WeakSet[Connection] = weakref.WeakSet()
     bus = InMemorySubscriptionBus()
 
     async def tools_changed() -> None:
         await bus.publish(ToolsListChanged())
-        for session in list(sessions):
-            try:
-                await session.send_tool_list_changed()
-            except Exception:  # a session that went away must not stop the others
-                sessions.discard(session)
+        for connection in list(connections):
+            await connection.send_tool_list_changed()  # best effort: never raises
 
     gateway.on_tools_changed(tools_changed)
     return Server(
@@ -127,6 +125,19 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
     if not output_schema_listed:
         result["structuredContent"] = details
     return types.CallToolResult.model_validate(result)
+
+
+def _remember_connection(connections: weakref.WeakSet[Connection], ctx: ServerRequestContext[Any]) -> None:
+    """Keep a handshake-era connection that listed tools, to tell it when they change.
+
+    `ServerSession` is per request; the connection behind it lives as long as the
+    client. The SDK exposes no public accessor for it from a low-level handler.
+    """
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return
+    connection = getattr(ctx.session, "_connection", None)
+    if isinstance(connection, Connection):
+        connections.add(connection)
 
 
 def _client_info(ctx: ServerRequestContext[Any]) -> tuple[str | None, str | None]:

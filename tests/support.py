@@ -11,9 +11,9 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import yaml

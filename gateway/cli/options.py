@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import click
 
 from gateway.config import GatewayConfig, load_config
-from gateway.outcomes import ConfigError
 from gateway.gateway import Gateway
+from gateway.outcomes import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

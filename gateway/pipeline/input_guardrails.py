@@ -6,6 +6,8 @@ from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
 
 from gateway.catalog import Catalog
 from gateway.outcomes import Outcome, OutcomeCode
@@ -19,17 +21,19 @@ class InputGuardrails:
     executes: ClassVar[bool] = False
 
     def __init__(self, catalog: Catalog) -> None:
-        self._validators: dict[str, Draft202012Validator | SchemaError] = {}
+        self._validators: dict[str, Validator | SchemaError] = {}
         for definition in catalog.definitions():
+            # The schema's own `$schema` decides the dialect (upstreams often declare draft-07).
+            dialect = validator_for(definition.input_schema, default=Draft202012Validator)
             try:
-                Draft202012Validator.check_schema(definition.input_schema)
-                self._validators[definition.name] = Draft202012Validator(definition.input_schema)
+                dialect.check_schema(definition.input_schema)
+                self._validators[definition.name] = dialect(definition.input_schema)
             except SchemaError as exc:
                 self._validators[definition.name] = exc
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
         validator = self._validators.get(call.tool_name)
-        if not isinstance(validator, Draft202012Validator):
+        if validator is None or isinstance(validator, SchemaError):
             # A tool whose schema is broken cannot be checked, so it is not called (fail closed).
             message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
             return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))

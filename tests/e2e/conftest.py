@@ -4,20 +4,43 @@ stdio and Streamable HTTP, in both protocol eras (handshake `legacy` and the def
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
-import httpx
-import httpx2
 import pytest
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from support import Connect, make_deployment
+from servers import MODES, connector, free_port, wait_for_http
+from support import Connect, make_deployment, toy_upstream
+
+
+@pytest.fixture(scope="session")
+def serve_http() -> Iterator[Callable[[Path], str]]:
+    """Start `portcullis serve` over HTTP for a config (once per config); return its URL."""
+    running: dict[Path, tuple[subprocess.Popen[bytes], str, IO[str]]] = {}
+
+    def start(config: Path) -> str:
+        if config not in running:
+            port = free_port()
+            log = config.parent / "http-server.log"
+            output = log.open("w")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PORTCULLIS_SUBJECT": ""},
+            )
+            url = f"http://127.0.0.1:{port}/mcp"
+            wait_for_http(url, process, log, 401)
+            running[config] = (process, url, output)
+        return running[config][1]
+
+    yield start
+    for process, _, output in running.values():
+        process.terminate()
+        process.wait(timeout=15)
+        output.close()
 
 
 @pytest.fixture(scope="session")
@@ -25,61 +48,26 @@ def e2e_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_deployment(tmp_path_factory.mktemp("e2e") / "deployment")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@pytest.fixture(scope="session")
+def http_url(e2e_config: Path, serve_http: Callable[[Path], str]) -> str:
+    return serve_http(e2e_config)
+
+
+@pytest.fixture(params=MODES)
+def connect(request: pytest.FixtureRequest, e2e_config: Path, serve_http: Callable[[Path], str]) -> Connect:
+    return connector(e2e_config, request.param, serve_http)
 
 
 @pytest.fixture(scope="session")
-def http_url(e2e_config: Path) -> Iterator[str]:
-    port = free_port()
-    log = (e2e_config.parent / "http-server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(e2e_config), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PORTCULLIS_SUBJECT": ""},
+def proxy_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployment proxying the toy upstream (new tools allowed: pinning is tested elsewhere)."""
+    return make_deployment(
+        tmp_path_factory.mktemp("proxy") / "deployment",
+        extra_policy="p, role:support, toy.*, call, allow\n",
+        changes={"upstreams": [toy_upstream(timeout_seconds=20)], "tools": {"new_tools": "allow"}},
     )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the HTTP server exited: {(e2e_config.parent / 'http-server.log').read_text()}")
-        try:
-            if httpx.post(url, json={}, timeout=1).status_code == 401:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the HTTP server did not come up within 30 s")
-        time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=15)
-    log.close()
 
 
-@pytest.fixture(params=["stdio-legacy", "stdio-auto", "http-legacy", "http-auto"])
-def connect(request: pytest.FixtureRequest, e2e_config: Path) -> Connect:
-    transport, mode = request.param.split("-")
-
-    @asynccontextmanager
-    async def stdio(subject: str) -> AsyncIterator[Client]:
-        params = StdioServerParameters(
-            command=sys.executable,
-            args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(e2e_config), "--as", subject],
-            cwd=str(e2e_config.parent),
-        )
-        async with Client(params, mode=mode) as client:
-            yield client
-
-    @asynccontextmanager
-    async def http(subject: str) -> AsyncIterator[Client]:
-        url = request.getfixturevalue("http_url")
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer demo-{subject}"}, timeout=30) as session:
-            async with Client(streamable_http_client(url, http_client=session), mode=mode) as client:
-                yield client
-
-    return stdio if transport == "stdio" else http
+@pytest.fixture(params=MODES)
+def connect_proxy(request: pytest.FixtureRequest, proxy_config: Path, serve_http: Callable[[Path], str]) -> Connect:
+    return connector(proxy_config, request.param, serve_http)

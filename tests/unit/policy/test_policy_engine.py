@@ -4,7 +4,6 @@ import random
 from pathlib import Path
 
 import pytest
-
 from support import DEMO_TOOLS, DEMO_VIEW
 
 from gateway.outcomes import Decision, PolicyError

@@ -4,7 +4,6 @@ import email.message
 from pathlib import Path
 
 import pytest
-
 from support import DEMO_TOOLS
 
 from gateway.outcomes import ToolLoadError
