@@ -7,27 +7,34 @@ none of them reaches a tool source directly.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import mcp.types as types
 from pydantic import BaseModel, ConfigDict
 
-from gateway.audit import AuditRecord, AuditStore
+from gateway.audit import AuditRecord, AuditStore, redact_arguments
+from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
+from gateway.federation import Federation
 from gateway.ids import new_id
-from gateway.outcomes import AuditWriteError, Decision, Outcome
+from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
 from gateway.snapshot import Snapshot, load_policy
-from gateway.sources.base import ProgressReporter, SourceHealth, ToolDefinition
+from gateway.sources.base import ProgressReporter, SourceHealth, ToolDefinition, UpstreamError
+from gateway.sources.mcp_upstream import McpUpstream
 from gateway.sources.pins import changed_fields
 from gateway.sources.registry import SourceSet
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[], Awaitable[None]]
+R = TypeVar("R", bound=BaseModel)
 
 
 class CheckReport(BaseModel):
@@ -152,6 +159,166 @@ class Gateway:
                 logger.exception("could not record the quarantine of %s", verdict.tool)
                 continue
             self._reported.add(key)
+
+    # --- resources and prompts of upstreams --------------------------------
+
+    @property
+    def federation(self) -> Federation:
+        return Federation(self.sources.upstreams())
+
+    def _permitted(self, subject: str | None, obj: str, action: str) -> bool:
+        if not subject:
+            return False
+        return self.snapshot.policy.decide(subject, obj, action).decision is not Decision.DENY
+
+    def visible_resources(self, subject: str | None) -> list[types.Resource]:
+        return [r for route, r in self.federation.resources() if self._permitted(subject, route.policy_object, "read")]
+
+    def visible_resource_templates(self, subject: str | None) -> list[types.ResourceTemplate]:
+        return [
+            template
+            for upstream, template in self.federation.resource_templates()
+            if self._permitted(subject, f"{upstream.namespace}.{template.uri_template}", "read")
+        ]
+
+    def visible_prompts(self, subject: str | None) -> list[types.Prompt]:
+        return [p for route, p in self.federation.prompts() if self._permitted(subject, route.policy_object, "get")]
+
+    async def read_resource(self, caller: Caller, uri: str) -> tuple[Outcome, types.ReadResourceResult | None]:
+        route = self.federation.route_resource(uri)
+        return await self._governed(
+            caller,
+            event="resource.read",
+            target=route.policy_object if route else uri,
+            action="read",
+            arguments={"uri": uri},
+            missing=OutcomeCode.UNKNOWN_RESOURCE if route is None else None,
+            fetch=(lambda: route.upstream.read_resource(uri)) if route else None,
+            timeout=route.upstream.timeout_seconds if route else None,
+        )
+
+    async def get_prompt(
+        self, caller: Caller, name: str, arguments: dict[str, str] | None
+    ) -> tuple[Outcome, types.GetPromptResult | None]:
+        route = self.federation.route_prompt(name)
+        return await self._governed(
+            caller,
+            event="prompt.get",
+            target=name,
+            action="get",
+            arguments=dict(arguments or {}),
+            missing=OutcomeCode.UNKNOWN_PROMPT if route is None else None,
+            fetch=(lambda: route.upstream.get_prompt(route.name, arguments)) if route else None,
+            timeout=route.upstream.timeout_seconds if route else None,
+        )
+
+    async def complete(
+        self,
+        caller: Caller,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+    ) -> tuple[Outcome, types.CompleteResult | None]:
+        """Completion for an upstream prompt's (policy `get`) or resource template's (policy `read`) argument."""
+        upstream: McpUpstream | None
+        if isinstance(ref, types.PromptReference):
+            route = self.federation.route_prompt(ref.name)
+            upstream, target, action = (route.upstream if route else None), ref.name, "get"
+            upstream_ref: types.PromptReference | types.ResourceTemplateReference = (
+                ref.model_copy(update={"name": route.name}) if route else ref
+            )
+            missing = OutcomeCode.UNKNOWN_PROMPT
+        else:
+            upstream = self.federation.route_template(ref.uri)
+            target = f"{upstream.namespace}.{ref.uri}" if upstream else ref.uri
+            action, upstream_ref, missing = "read", ref, OutcomeCode.UNKNOWN_RESOURCE
+        return await self._governed(
+            caller,
+            event="completion.complete",
+            target=target,
+            action=action,
+            arguments={"argument": argument, "context": context or {}},
+            missing=missing if upstream is None else None,
+            fetch=(lambda: upstream.complete(upstream_ref, argument, context)) if upstream else None,
+            timeout=upstream.timeout_seconds if upstream else None,
+        )
+
+    async def _governed(
+        self,
+        caller: Caller,
+        *,
+        event: str,
+        target: str,
+        action: str,
+        arguments: dict[str, Any],
+        missing: OutcomeCode | None,
+        fetch: Callable[[], Awaitable[R]] | None,
+        timeout: float | None,
+    ) -> tuple[Outcome, R | None]:
+        """Policy, execution, size cap and audit for reads of upstream resources and prompts."""
+        snapshot = self.snapshot
+        started = time.perf_counter()
+        subject = caller.subject or ""
+        roles = snapshot.policy.roles_for(subject) if subject else ()
+        decision = snapshot.policy.decide(subject, target, action) if subject else None
+        result: R | None = None
+        hidden = missing or (OutcomeCode.UNKNOWN_PROMPT if action == "get" else OutcomeCode.UNKNOWN_RESOURCE)
+        if not subject:
+            outcome = Outcome.refuse(OutcomeCode.UNAUTHENTICATED, "no authenticated caller", stage="identity")
+        elif fetch is None or decision is None or decision.decision is Decision.DENY:
+            shown = arguments.get("uri", target)
+            outcome = Outcome.refuse(hidden, f"Unknown {event.split('.')[0]}: {shown}", stage="authorization")
+        elif decision.decision is Decision.APPROVAL_REQUIRED:
+            message = f"{action} of {target} needs approval, which is only available for tool calls"
+            outcome = Outcome.refuse(OutcomeCode.DENIED, message, stage="approval")
+        else:
+            outcome, result = await self._fetch(fetch, timeout or self.config.tools.timeout_seconds, target)
+        size = len(canonical_json(result.model_dump(mode="json"))) if result is not None else None
+        if size is not None and size > self.config.limits.max_result_bytes:
+            message = f"the result is {size} bytes; the limit is {self.config.limits.max_result_bytes}"
+            outcome, result = Outcome.refuse(OutcomeCode.OUTPUT_TOO_LARGE, message, stage="output_guardrails"), None
+        record = AuditRecord(
+            event=event,
+            subject=caller.subject,
+            roles=roles,
+            auth=caller.auth,
+            transport=caller.transport,
+            client_name=caller.client_name,
+            client_version=caller.client_version,
+            protocol_version=caller.protocol_version,
+            tool=target,
+            arguments=redact_arguments(arguments, self.config.audit.secret_keys, self.audit.salt),
+            decision=(decision.decision if decision else Decision.DENY).value,
+            rule=decision.reason if decision else None,
+            policy_version=snapshot.policy.version,
+            outcome=outcome.code.value,
+            message=outcome.message,
+            stage=outcome.stage,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            result_digest=sha256_hex(canonical_json(result.model_dump(mode="json"))) if result is not None else None,
+            result_bytes=size if result is not None else None,
+        )
+        try:
+            seq = await self.audit.append(record)
+        except AuditWriteError:
+            message = "the request's audit record could not be written, so its result is withheld"
+            return Outcome.refuse(OutcomeCode.AUDIT_UNAVAILABLE, message, stage="audit"), None
+        return outcome.model_copy(update={"audit_id": seq}), result
+
+    @staticmethod
+    async def _fetch(fetch: Callable[[], Awaitable[R]], timeout: float, target: str) -> tuple[Outcome, R | None]:
+        try:
+            with anyio.fail_after(timeout):
+                result = await fetch()
+        except TimeoutError:
+            return Outcome.refuse(
+                OutcomeCode.TIMEOUT, f"{target} did not answer within {timeout:g} s", stage="execution"
+            ), None
+        except UpstreamError as exc:
+            return Outcome.refuse(OutcomeCode.UPSTREAM_UNAVAILABLE, str(exc), stage="execution"), None
+        return Outcome(code=OutcomeCode.OK, message="ok"), result
+
+    # --- tools ----------------------------------------------------------
 
     def visible_tools(self, subject: str | None) -> list[ToolDefinition]:
         """The tools `subject` may call or may request approval for; the others do not exist for them."""

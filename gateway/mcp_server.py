@@ -7,20 +7,24 @@ results with `isError: true` and `structuredContent.code`; see `to_call_result`.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp.types as types
+from mcp import MCPError
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 
 from gateway.gateway import Gateway
-from gateway.outcomes import Outcome
+from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline import Caller
 from gateway.sources.base import ToolDefinition
 
+R = TypeVar("R", bound=BaseModel)
 SERVER_NAME = "portcullis"
 AUDIT_ID_META_KEY = "portcullis/audit_id"
 """`_meta` key of every tool result: the sequence number of the call's audit record."""
@@ -48,7 +52,9 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
             protocol_version=ctx.protocol_version,
         )
 
-    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
         _remember_connection(connections, ctx)
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
 
@@ -59,6 +65,39 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress)
         listed = gateway.visible_tool(who.subject, params.name)
         return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(resources=gateway.visible_resources(caller(ctx).subject))
+
+    async def list_resource_templates(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=gateway.visible_resource_templates(caller(ctx).subject)
+        )
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        outcome, result = await gateway.read_resource(caller(ctx), str(params.uri))
+        return _or_raise(outcome, result)
+
+    async def list_prompts(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        return types.ListPromptsResult(prompts=gateway.visible_prompts(caller(ctx).subject))
+
+    async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        outcome, result = await gateway.get_prompt(caller(ctx), params.name, params.arguments)
+        return _or_raise(outcome, result)
+
+    async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = params.context.arguments if params.context is not None else None
+        outcome, result = await gateway.complete(caller(ctx), params.ref, argument, context)
+        return _or_raise(outcome, result)
 
     # Tell clients when the catalog changes: handshake-era sessions that listed tools get
     # notifications/tools/list_changed; 2026-07-28 clients hear it on subscriptions/listen.
@@ -77,6 +116,12 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         instructions="Portcullis: every tool call here is authorized, checked and audited.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_completion=complete,
         on_subscriptions_listen=ListenHandler(bus),
         get_tool_input_schema=gateway.tool_input_schema,
     )
@@ -125,6 +170,25 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
     if not output_schema_listed:
         result["structuredContent"] = details
     return types.CallToolResult.model_validate(result)
+
+
+RESOURCE_NOT_FOUND = -32002
+"""The MCP spec's error code for an unknown resource URI."""
+_PROTOCOL_ERRORS = {
+    OutcomeCode.UNKNOWN_RESOURCE: RESOURCE_NOT_FOUND,
+    OutcomeCode.UNKNOWN_PROMPT: INVALID_PARAMS,
+    OutcomeCode.INVALID_ARGUMENTS: INVALID_PARAMS,
+}
+
+
+def _or_raise(outcome: Outcome, result: R | None) -> R:
+    """Resource, prompt and completion refusals are protocol errors (these results have no isError)."""
+    if outcome.ok and result is not None:
+        return result
+    details = {**outcome.data, "code": outcome.code.value, "stage": outcome.stage, "audit_id": outcome.audit_id}
+    raise MCPError(
+        _PROTOCOL_ERRORS.get(outcome.code, INTERNAL_ERROR), f"{outcome.code.value}: {outcome.message}", details
+    )
 
 
 def _remember_connection(connections: weakref.WeakSet[Connection], ctx: ServerRequestContext[Any]) -> None:

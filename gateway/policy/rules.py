@@ -18,7 +18,8 @@ from pathlib import Path
 
 from gateway.outcomes import PolicyError
 
-ACTIONS = frozenset({"call", "approve"})
+ACTIONS = frozenset({"call", "approve", "read", "get"})
+"""`call` a tool, `approve` someone's request, `read` a resource, `get` a prompt."""
 
 
 class Effect(StrEnum):

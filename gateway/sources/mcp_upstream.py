@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -47,6 +47,7 @@ _CONNECTION_ERRORS = (
 )
 
 OnChange = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 class McpUpstream:
@@ -61,6 +62,10 @@ class McpUpstream:
         self._on_change = on_change
         self._tools: dict[str, ToolDefinition] = {}
         self._original: dict[str, str] = {}
+        self.resources: list[types.Resource] = []
+        self.resource_templates: list[types.ResourceTemplate] = []
+        self.prompts: list[types.Prompt] = []
+        """Listed as the upstream names them; the gateway namespaces them."""
         self._client: Client | None = None
         self._disconnect: anyio.Event | None = None
         self._tasks: TaskGroup | None = None
@@ -100,22 +105,42 @@ class McpUpstream:
     # --- calls -----------------------------------------------------------
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        client = await self._connected()
         original = self._original.get(tool.name, tool.name.removeprefix(f"{self.namespace}."))
+        result = await self._request(
+            lambda client: client.call_tool(original, arguments, progress_callback=context.progress)
+        )
+        return to_tool_result(result)
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        return await self._request(lambda client: client.read_resource(uri))
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        return await self._request(lambda client: client.get_prompt(name, arguments))
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+    ) -> types.CompleteResult:
+        return await self._request(lambda client: client.complete(ref, argument, context))
+
+    async def _request(self, send: Callable[[Client], Awaitable[T]]) -> T:
+        """Send one request upstream; map every way it can fail to `UpstreamError`."""
+        client = await self._connected()
         async with self._limiter:
             try:
-                result = await client.call_tool(original, arguments, progress_callback=context.progress)
+                return await send(client)
             except MCPError as exc:
                 if exc.error.code == types.CONNECTION_CLOSED:
                     await self._failed(f"connection closed: {exc.error.message}")
                     raise UpstreamError(f"upstream {self.namespace} closed the connection") from exc
-                raise UpstreamError(f"upstream {self.namespace} refused the call: {exc.error.message}") from exc
+                raise UpstreamError(f"upstream {self.namespace} refused the request: {exc.error.message}") from exc
             except _CONNECTION_ERRORS as exc:
                 await self._failed(f"{type(exc).__name__}: {exc}")
                 raise UpstreamError(f"upstream {self.namespace} is unavailable: {type(exc).__name__}") from exc
             except RuntimeError as exc:  # the SDK client's output-schema check
                 raise UpstreamError(f"upstream {self.namespace} returned an invalid result: {exc}") from exc
-        return to_tool_result(result)
 
     # --- connection management --------------------------------------------
 
@@ -159,6 +184,7 @@ class McpUpstream:
             async with self._open_client() as client:
                 tools = await _list_all_tools(client)
                 self._install(tools)
+                await self._list_resources_and_prompts(client)
                 self._client, self._disconnect = client, disconnect
                 self._status, self._detail, self._failures = "ok", "", 0
                 started = True
@@ -200,6 +226,18 @@ class McpUpstream:
             self._tasks.start_soon(self._relist)
         elif isinstance(message, Exception):
             logger.warning("upstream %s sent something that is not MCP: %s", self.namespace, message)
+
+    async def _list_resources_and_prompts(self, client: Client) -> None:
+        capabilities = client.server_capabilities
+        resources: list[types.Resource] = []
+        templates: list[types.ResourceTemplate] = []
+        prompts: list[types.Prompt] = []
+        if capabilities.resources is not None:
+            resources = await _all_pages(client.list_resources, "resources")
+            templates = await _all_pages(client.list_resource_templates, "resource_templates")
+        if capabilities.prompts is not None:
+            prompts = await _all_pages(client.list_prompts, "prompts")
+        self.resources, self.resource_templates, self.prompts = resources, templates, prompts
 
     async def _relist(self) -> None:
         client = self._client
@@ -249,14 +287,19 @@ class McpUpstream:
 
 
 async def _list_all_tools(client: Client) -> list[types.Tool]:
-    tools: list[types.Tool] = []
+    return await _all_pages(client.list_tools, "tools")
+
+
+async def _all_pages(list_page: Callable[..., Awaitable[Any]], field: str) -> list[Any]:
+    items: list[Any] = []
     cursor: str | None = None
-    while True:
-        page = await client.list_tools(cursor=cursor)
-        tools.extend(page.tools)
+    for _ in range(10_000):  # a server that pages forever is cut off
+        page = await list_page(cursor=cursor)
+        items.extend(getattr(page, field))
         cursor = page.next_cursor
         if not cursor:
-            return tools
+            break
+    return items
 
 
 def to_tool_result(result: types.CallToolResult) -> ToolResult:

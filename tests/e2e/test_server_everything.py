@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mcp import types
 from servers import connector
 from support import make_deployment
 
@@ -29,7 +30,7 @@ def everything_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     return make_deployment(
         tmp_path_factory.mktemp("everything") / "deployment",
-        extra_policy="p, role:support, everything.*, call, allow\n",
+        extra_policy="".join(f"p, role:support, everything.*, {action}, allow\n" for action in ("call", "read", "get")),
         changes={"upstreams": [upstream], "tools": {"new_tools": "allow"}},
     )
 
@@ -64,3 +65,23 @@ async def test_server_everything_works_through_the_gateway(
     assert invalid.meta["portcullis/error"]["code"] == "invalid_arguments"
     assert not slow.is_error
     assert progress == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("mode", ["stdio-legacy", "http-auto"])
+async def test_server_everythings_prompts_templates_and_completions_are_federated(
+    mode: str, everything_config: Path, serve_http: Callable[[Path], str]
+) -> None:
+    async with connector(everything_config, mode, serve_http)("alice") as client:
+        prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        simple = await client.get_prompt("everything.simple-prompt", {})
+        dynamic = await client.read_resource("demo://resource/dynamic/text/7")
+        completion = await client.complete(
+            types.PromptReference(type="ref/prompt", name="everything.completable-prompt"),
+            {"name": "department", "value": "E"},
+        )
+    assert {"everything.simple-prompt", "everything.completable-prompt"} <= prompts
+    assert "demo://resource/dynamic/text/{resourceId}" in templates
+    assert simple.messages
+    assert dynamic.contents and "7" in str(dynamic.contents[0])
+    assert completion.completion.values == ["Engineering"]
