@@ -5,6 +5,9 @@ Paths, interleaved round by round so that machine noise hits them alike:
   pipeline    Gateway.call_tool in-process: authorization, guardrails, two audit commits
   stdio       the SDK client -> `portcullis serve --transport stdio` subprocess
   http        the SDK client -> `portcullis serve` (Streamable HTTP) subprocess
+  up-direct   the SDK client -> an upstream MCP server over stdio (baseline for proxying)
+  up-stdio    the SDK client -> portcullis (stdio) -> the same upstream (stdio)
+  up-http     the SDK client -> portcullis (HTTP) -> the same upstream (stdio)
 
 Then the HTTP server's resident memory at idle and after 5,000 and 10,000 calls.
 
@@ -29,6 +32,7 @@ import anyio
 import httpx
 import httpx2
 import psutil
+import yaml
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
@@ -46,15 +50,37 @@ def echo(text: str) -> str:
     return text
 '''
 ARGS = {"text": "hello"}
+UPSTREAM = '''
+from mcp.server import MCPServer
+
+server = MCPServer("bench-upstream")
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Return the text."""
+    return text
+
+
+if __name__ == "__main__":
+    server.run()
+'''
 
 
 def deployment(root: Path) -> Path:
     shutil.copytree(REPO / "policies", root / "policies")
     (root / "tools").mkdir()
     (root / "tools" / "bench.py").write_text(BENCH_TOOL)
+    (root / "upstream.py").write_text(UPSTREAM)
     with (root / "policies" / "policy.csv").open("a") as policy:
-        policy.write("\np, role:support, bench.*, call, allow\n")
-    (root / "portcullis.yaml").write_text((REPO / "portcullis.yaml").read_text())
+        policy.write("\np, role:support, bench.*, call, allow\np, role:support, up.*, call, allow\n")
+    config = yaml.safe_load((REPO / "portcullis.yaml").read_text())
+    config["upstreams"] = [
+        {"namespace": "up", "stdio": {"command": sys.executable, "args": [str(root / "upstream.py")]}}
+    ]
+    config["tools"]["new_tools"] = "allow"
+    config["tools"].pop("http_files", None)
+    (root / "portcullis.yaml").write_text(yaml.safe_dump(config))
     return root / "portcullis.yaml"
 
 
@@ -107,7 +133,10 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
             command=sys.executable,
             args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(config), "--as", "alice"],
         )
-        samples: dict[str, list[float]] = {"direct": [], "pipeline": [], "stdio": [], "http": []}
+        upstream = StdioServerParameters(command=sys.executable, args=[str(Path(folder) / "upstream.py")])
+        samples: dict[str, list[float]] = {
+            name: [] for name in ("direct", "pipeline", "stdio", "http", "up-direct", "up-stdio", "up-http")
+        }
         per_round = max(1, calls // rounds)
         try:
             async with (
@@ -115,24 +144,38 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
                 Client(stdio, mode="legacy") as stdio_client,
                 httpx2.AsyncClient(headers={"Authorization": "Bearer demo-alice"}, timeout=30) as session,
                 Client(streamable_http_client(url, http_client=session), mode="legacy") as http_client,
+                Client(upstream, mode="legacy") as upstream_client,
             ):
-                for client in (stdio_client, http_client):  # warm up
-                    for _ in range(50):
+                for _ in range(50):  # warm up
+                    for client in (stdio_client, http_client):
                         await client.call_tool("bench.echo", ARGS)
+                        await client.call_tool("up.echo", ARGS)
+                    await upstream_client.call_tool("echo", ARGS)
                 for _ in range(rounds):
                     await timed(lambda: source.call(definition, ARGS, context), per_round, samples["direct"])
                     await timed(lambda: gateway.call_tool(caller, "bench.echo", ARGS), per_round, samples["pipeline"])
                     await timed(lambda: stdio_client.call_tool("bench.echo", ARGS), per_round, samples["stdio"])
                     await timed(lambda: http_client.call_tool("bench.echo", ARGS), per_round, samples["http"])
+                    await timed(lambda: upstream_client.call_tool("echo", ARGS), per_round, samples["up-direct"])
+                    await timed(lambda: stdio_client.call_tool("up.echo", ARGS), per_round, samples["up-stdio"])
+                    await timed(lambda: http_client.call_tool("up.echo", ARGS), per_round, samples["up-http"])
 
                 print(f"Per-call latency, {per_round * rounds} calls per path, {rounds} interleaved rounds")
-                print(f"{'path':<10} {'median ms':>10} {'p99 ms':>10} {'x direct':>10}")
+                print(f"{'path':<10} {'median ms':>10} {'p99 ms':>10} {'x baseline':>11}  baseline")
                 direct_median = summary(samples["direct"])[0]
+                upstream_median = summary(samples["up-direct"])[0]
                 for name, values in samples.items():
                     median, p99 = summary(values)
-                    print(f"{name:<10} {median:>10.3f} {p99:>10.3f} {median / direct_median:>10.1f}")
+                    base, base_name = (
+                        (upstream_median, "up-direct") if name.startswith("up-") else (direct_median, "direct")
+                    )
+                    print(f"{name:<10} {median:>10.3f} {p99:>10.3f} {median / base:>11.2f}  {base_name}")
                 pipeline_cost = summary(samples["pipeline"])[0] - direct_median
                 print(f"pipeline's own cost per call (pipeline - direct, median): {pipeline_cost:.3f} ms")
+                hop = summary(samples["stdio"])[0] - summary(samples["pipeline"])[0]
+                added = summary(samples["up-stdio"])[0] - upstream_median
+                print(f"one stdio transport hop (stdio - pipeline, median): {hop:.3f} ms")
+                print(f"what proxying through portcullis (stdio) adds to an upstream call (median): {added:.3f} ms")
 
                 memory = psutil.Process(server.pid)
                 idle = memory.memory_info().rss / 2**20
@@ -145,7 +188,9 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
                     rss[checkpoint] = memory.memory_info().rss / 2**20
                 half, full = memory_calls // 2, memory_calls
                 print(f"HTTP server RSS: idle {idle:.1f} MiB, after {half} calls {rss[half]:.1f} MiB,")
-                print(f"  after {full} calls {rss[full]:.1f} MiB (growth {half}->{full}: {(rss[full] / rss[half] - 1) * 100:+.1f}%)")
+                print(
+                    f"  after {full} calls {rss[full]:.1f} MiB (growth {half}->{full}: {(rss[full] / rss[half] - 1) * 100:+.1f}%)"
+                )
         finally:
             server.terminate()
             server.wait(timeout=15)
