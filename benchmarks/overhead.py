@@ -6,6 +6,7 @@ Paths, interleaved round by round so that machine noise hits them alike:
   stdio       the SDK client -> `portcullis serve --transport stdio` subprocess
   http        the SDK client -> `portcullis serve` (Streamable HTTP) subprocess
   up-direct   the SDK client -> an upstream MCP server over stdio (baseline for proxying)
+  up-proxy    the SDK client -> a bare SDK proxy (no policy, no audit) -> the upstream: one hop
   up-stdio    the SDK client -> portcullis (stdio) -> the same upstream (stdio)
   up-http     the SDK client -> portcullis (HTTP) -> the same upstream (stdio)
 
@@ -50,6 +51,34 @@ def echo(text: str) -> str:
     return text
 '''
 ARGS = {"text": "hello"}
+BARE_PROXY = '''
+"""The cheapest proxy the SDK allows: list and forward, nothing else (the cost of one hop)."""
+import sys
+from contextlib import asynccontextmanager
+
+from mcp import Client, StdioServerParameters
+from mcp.server import NotificationOptions, Server
+from mcp.server.stdio import stdio_server
+import anyio
+
+UPSTREAM = StdioServerParameters(command=sys.executable, args=[sys.argv[1]])
+
+
+async def main() -> None:
+    async with Client(UPSTREAM, mode="legacy", cache=None) as upstream:
+        async def list_tools(ctx, params):
+            return await upstream.list_tools()
+
+        async def call_tool(ctx, params):
+            return await upstream.call_tool(params.name, params.arguments or {})
+
+        server = Server("bare-proxy", on_list_tools=list_tools, on_call_tool=call_tool)
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options(NotificationOptions()))
+
+
+anyio.run(main)
+'''
 UPSTREAM = '''
 from mcp.server import MCPServer
 
@@ -72,6 +101,7 @@ def deployment(root: Path) -> Path:
     (root / "tools").mkdir()
     (root / "tools" / "bench.py").write_text(BENCH_TOOL)
     (root / "upstream.py").write_text(UPSTREAM)
+    (root / "bare_proxy.py").write_text(BARE_PROXY)
     with (root / "policies" / "policy.csv").open("a") as policy:
         policy.write("\np, role:support, bench.*, call, allow\np, role:support, up.*, call, allow\n")
     config = yaml.safe_load((REPO / "portcullis.yaml").read_text())
@@ -133,9 +163,13 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
             command=sys.executable,
             args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(config), "--as", "alice"],
         )
-        upstream = StdioServerParameters(command=sys.executable, args=[str(Path(folder) / "upstream.py")])
+        upstream_script = str(Path(folder) / "upstream.py")
+        upstream = StdioServerParameters(command=sys.executable, args=[upstream_script])
+        bare = StdioServerParameters(
+            command=sys.executable, args=[str(Path(folder) / "bare_proxy.py"), upstream_script]
+        )
         samples: dict[str, list[float]] = {
-            name: [] for name in ("direct", "pipeline", "stdio", "http", "up-direct", "up-stdio", "up-http")
+            name: [] for name in ("direct", "pipeline", "stdio", "http", "up-direct", "up-proxy", "up-stdio", "up-http")
         }
         per_round = max(1, calls // rounds)
         try:
@@ -145,18 +179,21 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
                 httpx2.AsyncClient(headers={"Authorization": "Bearer demo-alice"}, timeout=30) as session,
                 Client(streamable_http_client(url, http_client=session), mode="legacy") as http_client,
                 Client(upstream, mode="legacy") as upstream_client,
+                Client(bare, mode="legacy") as bare_client,
             ):
                 for _ in range(50):  # warm up
                     for client in (stdio_client, http_client):
                         await client.call_tool("bench.echo", ARGS)
                         await client.call_tool("up.echo", ARGS)
                     await upstream_client.call_tool("echo", ARGS)
+                    await bare_client.call_tool("echo", ARGS)
                 for _ in range(rounds):
                     await timed(lambda: source.call(definition, ARGS, context), per_round, samples["direct"])
                     await timed(lambda: gateway.call_tool(caller, "bench.echo", ARGS), per_round, samples["pipeline"])
                     await timed(lambda: stdio_client.call_tool("bench.echo", ARGS), per_round, samples["stdio"])
                     await timed(lambda: http_client.call_tool("bench.echo", ARGS), per_round, samples["http"])
                     await timed(lambda: upstream_client.call_tool("echo", ARGS), per_round, samples["up-direct"])
+                    await timed(lambda: bare_client.call_tool("echo", ARGS), per_round, samples["up-proxy"])
                     await timed(lambda: stdio_client.call_tool("up.echo", ARGS), per_round, samples["up-stdio"])
                     await timed(lambda: http_client.call_tool("up.echo", ARGS), per_round, samples["up-http"])
 
@@ -172,10 +209,11 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
                     print(f"{name:<10} {median:>10.3f} {p99:>10.3f} {median / base:>11.2f}  {base_name}")
                 pipeline_cost = summary(samples["pipeline"])[0] - direct_median
                 print(f"pipeline's own cost per call (pipeline - direct, median): {pipeline_cost:.3f} ms")
-                hop = summary(samples["stdio"])[0] - summary(samples["pipeline"])[0]
+                hop = summary(samples["up-proxy"])[0] - upstream_median
                 added = summary(samples["up-stdio"])[0] - upstream_median
-                print(f"one stdio transport hop (stdio - pipeline, median): {hop:.3f} ms")
+                print(f"one proxy hop without policy or audit (up-proxy - up-direct, median): {hop:.3f} ms")
                 print(f"what proxying through portcullis (stdio) adds to an upstream call (median): {added:.3f} ms")
+                print(f"portcullis over a bare hop (up-stdio / up-proxy, median): {added / hop:.2f}x of the hop's cost")
 
                 memory = psutil.Process(server.pid)
                 idle = memory.memory_info().rss / 2**20

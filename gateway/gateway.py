@@ -26,7 +26,7 @@ from gateway.ids import new_id
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
 from gateway.snapshot import Snapshot, load_policy
-from gateway.sources.base import ProgressReporter, SourceHealth, ToolDefinition, UpstreamError
+from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition, UpstreamError
 from gateway.sources.mcp_upstream import McpUpstream
 from gateway.sources.pins import changed_fields
 from gateway.sources.registry import SourceSet
@@ -334,11 +334,17 @@ class Gateway:
         return entry[0].input_schema if entry else None
 
     async def call_tool(
-        self, caller: Caller, name: str, arguments: Any, progress: ProgressReporter | None = None
+        self,
+        caller: Caller,
+        name: str,
+        arguments: Any,
+        progress: ProgressReporter | None = None,
+        relay: Relay | None = None,
     ) -> Outcome:
         """Run one call through the audited pipeline."""
         snapshot, pipeline, _ = self._current
-        return await pipeline.run(self._new_call(snapshot, caller, name, arguments, execute=True, progress=progress))
+        call = self._new_call(snapshot, caller, name, arguments, execute=True, progress=progress)
+        return await pipeline.run(call.evolve(relay=relay) if relay is not None else call)
 
     async def check(self, subject: str, name: str, arguments: Any) -> CheckReport:
         """The pipeline run without executing, recording or queueing anything."""

@@ -15,6 +15,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.message import ServerMessageMetadata
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
@@ -62,7 +63,8 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         who = caller(ctx)
         wants_progress = (ctx.meta or {}).get("progress_token") is not None
         progress = ctx.session.report_progress if wants_progress else None
-        outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress)
+        relay = SessionRelay(ctx) if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS else None
+        outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress, relay=relay)
         listed = gateway.visible_tool(who.subject, params.name)
         return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
 
@@ -125,6 +127,39 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         on_subscriptions_listen=ListenHandler(bus),
         get_tool_input_schema=gateway.tool_input_schema,
     )
+
+
+class SessionRelay:
+    """Forward an upstream's elicitation or sampling request to the calling client, on this call's stream."""
+
+    def __init__(self, ctx: ServerRequestContext[Any]) -> None:
+        self._ctx = ctx
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
+        capabilities = self._ctx.session.client_capabilities
+        if capabilities is None or capabilities.elicitation is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST, message="the calling client does not support elicitation"
+            )
+        return await self._send(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def sample(self, params: types.CreateMessageRequestParams) -> types.CreateMessageResult | types.ErrorData:
+        capabilities = self._ctx.session.client_capabilities
+        if capabilities is None or capabilities.sampling is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="the calling client does not support sampling")
+        return await self._send(types.CreateMessageRequest(params=params), types.CreateMessageResult)
+
+    async def _send(self, request: Any, result_type: type[R]) -> R | types.ErrorData:
+        try:
+            return await self._ctx.session.send_request(
+                request, result_type, metadata=ServerMessageMetadata(related_request_id=self._ctx.request_id)
+            )
+        except MCPError as exc:
+            return exc.error
+        except Exception as exc:  # seam: no back channel (stateless HTTP), a client that went away
+            return types.ErrorData(
+                code=INTERNAL_ERROR, message=f"could not ask the calling client: {type(exc).__name__}"
+            )
 
 
 def to_mcp_tool(definition: ToolDefinition) -> types.Tool:

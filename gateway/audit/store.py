@@ -41,6 +41,7 @@ class Statement:
 class _Job:
     record: AuditRecord
     statements: Sequence[Statement]
+    durable: bool = True
     future: Future[int] = field(default_factory=Future)
 
 
@@ -92,15 +93,22 @@ class AuditStore:
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
-    async def append(self, record: AuditRecord, statements: Sequence[Statement] = ()) -> int:
-        """Commit `record` (and `statements`, atomically with it); raise `AuditWriteError` if it cannot."""
+    async def append(self, record: AuditRecord, statements: Sequence[Statement] = (), *, durable: bool = True) -> int:
+        """Commit `record` (and `statements`, atomically with it); raise `AuditWriteError` if it cannot.
+
+        `durable=False` commits without waiting for fsync (WAL, `synchronous=NORMAL`): the record
+        is in the log and survives a crash of the gateway process, and the next durable commit
+        makes it (and everything before it) survive a crash of the machine too. The pipeline uses
+        it for the intent record, whose outcome record follows with a full fsync.
+        """
         if not self.running:
             raise AuditWriteError("the audit writer is not running")
-        job = _Job(record, statements)
+        job = _Job(record, statements, durable)
         self._queue.put(job)
         return await asyncio.wrap_future(job.future)
 
     def _run(self, connection: sqlite3.Connection) -> None:
+        self._synchronous = "FULL"
         try:
             while True:
                 first = self._queue.get()
@@ -127,7 +135,11 @@ class AuditStore:
     def _commit(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
         done: list[tuple[_Job, int]] = []
         failed: list[tuple[_Job, BaseException]] = []
+        synchronous = "FULL" if any(job.durable for job in batch) else "NORMAL"
         try:
+            if synchronous != self._synchronous:
+                connection.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
             connection.execute("BEGIN IMMEDIATE")
             # Read the head inside the write lock: another process (the CLI) may have appended.
             head = chain_head(connection)

@@ -25,9 +25,7 @@ class VerifyReport(BaseModel):
 def verify_chain(connection: sqlite3.Connection) -> VerifyReport:
     """Walk the log in order; report the first record that was edited, removed, inserted or moved."""
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
-    rows = connection.execute(
-        f"SELECT seq, prev_hash, hash, body, {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq"
-    )
+    rows = connection.execute(f"SELECT seq, prev_hash, hash, body, {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
     for seq, stored_prev, stored_hash, body, *columns in rows:
         if seq != expected_seq:
             return _bad(count, expected_seq, f"record {expected_seq} is missing (next record is {seq})")

@@ -175,4 +175,3 @@ def import_openapi_command(document: Path, namespace: str, base_url: str | None,
     header += "# Review before use; list this file under tools.http_files in portcullis.yaml.\n"
     target.write_text(header + yaml.safe_dump({"http_tools": tools_}, sort_keys=False, allow_unicode=True))
     click.echo(f"wrote {len(tools_)} tool(s) to {target}")
-

@@ -133,11 +133,21 @@ class HttpToolConfig(_Model):
         return self
 
 
+class OpenApiConfig(_Model):
+    """An OpenAPI 3 document loaded as HTTP tools at start-up (one per operation)."""
+
+    file: Path
+    namespace: str = Field(pattern=_NAMESPACE)
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
 class ToolsConfig(_Model):
     python: tuple[PythonToolsConfig, ...] = (PythonToolsConfig(),)
     http: tuple[HttpToolConfig, ...] = ()
     http_files: tuple[Path, ...] = ()
     """YAML files with a top-level `http_tools:` list (written by `portcullis tools import-openapi`)."""
+    openapi: tuple[OpenApiConfig, ...] = ()
+    """OpenAPI documents imported at start-up (prefer a reviewed file from `tools import-openapi`)."""
     timeout_seconds: float = Field(default=30.0, gt=0)
     overrides: dict[str, ToolOverride] = Field(default_factory=dict)
     """Per-tool settings by full tool name (`crm.find_customer`)."""

@@ -11,7 +11,7 @@ from gateway.audit.store import Statement
 from gateway.outcomes import Outcome
 from gateway.policy import PolicyDecision
 from gateway.snapshot import Snapshot
-from gateway.sources.base import ProgressReporter, ToolDefinition, ToolResult
+from gateway.sources.base import ProgressReporter, Relay, ToolDefinition, ToolResult
 
 
 class Caller(BaseModel):
@@ -60,6 +60,8 @@ class CallContext:
     """Writes that commit atomically with this call's outcome record."""
     progress: ProgressReporter | None = None
     """Progress notifications back to the caller, when it asked for them."""
+    relay: Relay | None = None
+    """The caller's back channel for upstream elicitation and sampling, when its connection has one."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

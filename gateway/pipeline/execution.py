@@ -34,6 +34,7 @@ class Execution:
             root=self._config.root,
             call_id=call.call_id,
             progress=call.progress,
+            relay=call.relay,
         )
         try:
             with anyio.fail_after(timeout):
@@ -58,4 +59,3 @@ class Execution:
             )
             return Stop(call.evolve(result=result), outcome)
         return Continue(call.evolve(result=result))
-

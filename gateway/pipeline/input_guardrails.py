@@ -41,12 +41,15 @@ class InputGuardrails:
         if not errors:
             return Continue(call)
         problems: list[dict[str, Any]] = [
-            {"path": _json_path(error.absolute_path), "message": error.message} for error in errors[:MAX_REPORTED_ERRORS]
+            {"path": _json_path(error.absolute_path), "message": error.message}
+            for error in errors[:MAX_REPORTED_ERRORS]
         ]
         findings = tuple(
             Finding(rule="schema", message=p["message"], stage=self.name, path=p["path"]) for p in problems
         )
-        message = "arguments do not match the input schema: " + "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        message = "arguments do not match the input schema: " + "; ".join(
+            f"{p['path']}: {p['message']}" for p in problems
+        )
         return Stop(
             call.evolve(findings=(*call.findings, *findings)),
             Outcome.refuse(OutcomeCode.INVALID_ARGUMENTS, message, stage=self.name, errors=problems),

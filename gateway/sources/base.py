@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import mcp.types as types
 from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -87,6 +88,8 @@ class ToolContext:
     call_id: str = ""
     progress: ProgressReporter | None = None
     """Report progress to the caller (a no-op when the caller asked for none)."""
+    relay: Relay | None = None
+    """Ask the calling client (elicitation, sampling), when its connection allows it."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def path(self, relative: str | Path) -> Path:
@@ -96,6 +99,16 @@ class ToolContext:
 
 class ProgressReporter(Protocol):
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None: ...
+
+
+class Relay(Protocol):
+    """The calling client's back channel, for upstream servers that ask the user or the model."""
+
+    async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData: ...
+
+    async def sample(
+        self, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData: ...
 
 
 class ToolSource(Protocol):

@@ -27,16 +27,21 @@ import httpx2
 import mcp.types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.config import UpstreamConfig
-from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
+from gateway.sources.base import Relay, SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
 from gateway.version import __version__
 
 logger = logging.getLogger(__name__)
 
 RESERVED_META_PREFIX = "io.modelcontextprotocol/"
 ENV_PROGRAM = shutil.which("env") if os.name == "posix" else None
+_NO_RELAY = (
+    "the gateway cannot relay this request: the calling client's connection has no back channel,"
+    " or several calls are waiting on this server"
+)
 MAX_BACKOFF_SECONDS = 30.0
 _CONNECTION_ERRORS = (
     anyio.ClosedResourceError,
@@ -75,6 +80,8 @@ class McpUpstream:
         self._detail = ""
         self._failures = 0
         self._retry_at = 0.0
+        self._in_flight: dict[object, Relay | None] = {}
+        """Calls waiting on this upstream, with their callers' back channels (for elicitation and sampling)."""
 
     # --- lifecycle -------------------------------------------------------
 
@@ -106,10 +113,41 @@ class McpUpstream:
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         original = self._original.get(tool.name, tool.name.removeprefix(f"{self.namespace}."))
-        result = await self._request(
-            lambda client: client.call_tool(original, arguments, progress_callback=context.progress)
-        )
+        token = object()
+        self._in_flight[token] = context.relay
+        try:
+            result = await self._request(
+                lambda client: client.call_tool(original, arguments, progress_callback=context.progress)
+            )
+        finally:
+            del self._in_flight[token]
         return to_tool_result(result)
+
+    def _relay(self) -> Relay | None:
+        """The back channel to ask, when exactly one call is waiting on this upstream.
+
+        A handshake-era request from the upstream does not say which call it belongs to,
+        so with several calls in flight it cannot be routed safely and is refused.
+        """
+        if len(self._in_flight) != 1:
+            return None
+        return next(iter(self._in_flight.values()))
+
+    async def _elicit(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        relay = self._relay()
+        if relay is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message=_NO_RELAY)
+        return await relay.elicit(params)
+
+    async def _sample(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        relay = self._relay()
+        if relay is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message=_NO_RELAY)
+        return await relay.sample(params)
 
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         return await self._request(lambda client: client.read_resource(uri))
@@ -201,8 +239,14 @@ class McpUpstream:
                 self._client = None
 
     def _open_client(self) -> Client:
-        handler = self._on_message
-        info = types.Implementation(name="portcullis", version=__version__)
+        options: dict[str, Any] = {
+            "message_handler": self._on_message,
+            "client_info": types.Implementation(name="portcullis", version=__version__),
+            # Declared so that upstream tools which ask the user or the model are listed;
+            # the requests are relayed to the calling client when its connection allows.
+            "elicitation_callback": self._elicit,
+            "sampling_callback": self._sample,
+        }
         if self.config.stdio is not None:
             stdio = self.config.stdio
             env = {name: os.environ[name] for name in stdio.inherit_env if name in os.environ}
@@ -214,11 +258,11 @@ class McpUpstream:
             if ENV_PROGRAM is not None:
                 command, args = ENV_PROGRAM, ["-i", *(f"{k}={v}" for k, v in env.items()), command, *args]
             params = StdioServerParameters(command=command, args=args, env=env, cwd=str(cwd or self._root))
-            return Client(params, mode="legacy", message_handler=handler, client_info=info, cache=None)
+            return Client(params, mode="legacy", cache=None, **options)
         assert self.config.http is not None  # noqa: S101 - guaranteed by UpstreamConfig's validator
         session = httpx2.AsyncClient(headers=self.config.http.headers, timeout=self.config.timeout_seconds)
         transport = streamable_http_client(self.config.http.url, http_client=session)
-        return Client(transport, mode="legacy", message_handler=handler, client_info=info, cache=None)
+        return Client(transport, mode="legacy", cache=None, **options)
 
     async def _on_message(self, message: types.ServerNotification | Exception) -> None:
         if isinstance(message, types.ToolListChangedNotification) and self._tasks is not None:

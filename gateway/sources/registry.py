@@ -14,10 +14,12 @@ from types import TracebackType
 
 import anyio
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, HttpToolConfig
+from gateway.outcomes import ConfigError
 from gateway.sources.base import SourceHealth, ToolSource
 from gateway.sources.http import HttpToolSource
 from gateway.sources.mcp_upstream import McpUpstream
+from gateway.sources.openapi import import_openapi
 from gateway.sources.python import PythonToolSource
 
 
@@ -30,6 +32,12 @@ class SourceSet:
         http_tools = list(config.tools.http)
         for path in config.tools.http_files:
             http_tools.extend(HttpToolSource.load_file(config.resolve(path)))
+        for document in config.tools.openapi:
+            try:
+                imported = import_openapi(config.resolve(document.file), document.namespace, document.base_url)
+            except ValueError as exc:
+                raise ConfigError([str(exc)]) from exc
+            http_tools.extend(HttpToolConfig.model_validate(tool) for tool in imported)
         if http_tools:
             sources.append(HttpToolSource(http_tools))
         sources.extend(McpUpstream(upstream, config.root, on_change) for upstream in config.upstreams)

@@ -37,7 +37,9 @@ def test_tools_list_for_a_subject_without_roles_is_empty(config_path: Path) -> N
 
 def test_policy_check_explains_the_decision_without_calling_anything(config_path: Path) -> None:
     args = json.dumps({"customer_id": "C001", "amount": 20, "reason": "duplicate charge"})
-    code, out, _ = run("policy", "check", "--config", str(config_path), "bob", "payments.refund", "--args", args, "--json")
+    code, out, _ = run(
+        "policy", "check", "--config", str(config_path), "bob", "payments.refund", "--args", args, "--json"
+    )
     assert code == 0
     report = json.loads(out)
     assert report["decision"] == "approval_required"
@@ -75,7 +77,9 @@ def test_a_broken_policy_file_is_reported_with_its_line(config_path: Path) -> No
     assert code == 1 and f"policy.csv:{lines}: unknown effect 'maybe'" in err
 
 
-def test_serve_on_stdio_refuses_to_start_without_an_identity(config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_on_stdio_refuses_to_start_without_an_identity(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PORTCULLIS_SUBJECT", raising=False)
     code, _, err = run("serve", "--config", str(config_path), "--transport", "stdio")
     assert code == 1 and "no caller identity for stdio" in err
@@ -97,7 +101,9 @@ async def test_audit_query_filters_and_prints_the_json_contract(gateway: Gateway
     assert all({"seq", "ts", "subject", "tool", "decision", "outcome"} <= set(r) for r in records)
     code, out, _ = run("audit", "query", "--config", str(config_path), "--decision", "deny", "--json")
     assert [(r["subject"], r["tool"]) for r in json.loads(out)] == [("alice", "payments.refund")]
-    code, out, _ = run("audit", "query", "--config", str(config_path), "--tool", "payments.*", "--subject", "bob", "--json")
+    code, out, _ = run(
+        "audit", "query", "--config", str(config_path), "--tool", "payments.*", "--subject", "bob", "--json"
+    )
     assert [r["outcome"] for r in json.loads(out)] == ["approval_required"]
     code, out, _ = run("audit", "query", "--config", str(config_path), "--since", "1h", "--limit", "2", "--json")
     assert len(json.loads(out)) == 2

@@ -16,6 +16,7 @@ from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
 
 pytestmark = pytest.mark.anyio
 
+
 def audit_record(config: Path, seq: int) -> dict[str, Any]:
     db = sqlite3.connect(config.parent / "audit" / "audit.db")
     db.row_factory = sqlite3.Row
@@ -55,7 +56,13 @@ async def test_an_allowed_call_returns_the_result_and_is_audited(connect: Connec
     assert not result.is_error
     assert result.structured_content == {
         "customers": [
-            {"id": "C002", "name": "Grace Hopper", "email": "grace@hopper.example", "tier": "platinum", "balance": 8400.5}
+            {
+                "id": "C002",
+                "name": "Grace Hopper",
+                "email": "grace@hopper.example",
+                "tier": "platinum",
+                "balance": 8400.5,
+            }
         ]
     }
     record = audit_record(e2e_config, result.meta[AUDIT_ID_META_KEY])  # type: ignore[index]

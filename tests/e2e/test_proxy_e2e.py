@@ -96,7 +96,10 @@ async def test_an_http_upstream_gets_its_own_credentials_never_the_callers(
         extra_policy="p, role:support, remote.*, call, allow\n",
         changes={
             "upstreams": [
-                {"namespace": "remote", "http": {"url": http_upstream, "headers": {"Authorization": "Bearer ${UP_TOKEN:-up-secret}"}}}
+                {
+                    "namespace": "remote",
+                    "http": {"url": http_upstream, "headers": {"Authorization": "Bearer ${UP_TOKEN:-up-secret}"}},
+                }
             ],
             "tools": {"new_tools": "allow"},
         },
@@ -107,3 +110,39 @@ async def test_an_http_upstream_gets_its_own_credentials_never_the_callers(
     assert result.structured_content is not None
     assert result.structured_content["authorization"] == "Bearer up-secret"
     assert echoed.structured_content == {"text": "over http"}
+
+
+async def answer_elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+    assert params.message == "Which color?"
+    return types.ElicitResult(action="accept", content={"color": "blue"})
+
+
+async def answer_sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(
+        role="assistant", content=types.TextContent(type="text", text="hi"), model="test-model"
+    )
+
+
+@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+async def test_elicitation_and_sampling_are_relayed_to_the_calling_client(
+    mode: str, proxy_config: Path, serve_http: Callable[[Path], str]
+) -> None:
+    connect = connector(
+        proxy_config, mode, serve_http, elicitation_callback=answer_elicitation, sampling_callback=answer_sampling
+    )
+    async with connect("alice") as client:
+        asked = await client.call_tool("toy.ask", {})
+        sampled = await client.call_tool("toy.ask_model", {})
+    assert asked.structured_content == {"result": "accept:blue"}
+    assert sampled.structured_content == {"result": "model said: hi"}
+
+
+async def test_without_a_back_channel_an_upstreams_question_fails_the_call_cleanly(
+    proxy_config: Path, serve_http: Callable[[Path], str]
+) -> None:
+    async with connector(proxy_config, "http-auto", serve_http)("alice") as client:
+        asked = await client.call_tool("toy.ask", {})
+        after = await client.call_tool("toy.echo", {"text": "fine"})
+    assert asked.is_error and asked.meta is not None
+    assert asked.meta["portcullis/error"]["code"] in {"tool_failed", "upstream_unavailable"}
+    assert not after.is_error

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def inspector(config: Path, subject: str, *method: str) -> dict[str, Any]:
-    environment = [f"PORTCULLIS_TRANSPORT=stdio", f"PORTCULLIS_SUBJECT={subject}", f"PORTCULLIS_CONFIG={config}"]
+    environment = ["PORTCULLIS_TRANSPORT=stdio", f"PORTCULLIS_SUBJECT={subject}", f"PORTCULLIS_CONFIG={config}"]
     args = [str(INSPECTOR), "--cli"]
     for pair in environment:
         args += ["-e", pair]
@@ -49,7 +49,9 @@ def test_a_typescript_client_lists_the_subjects_tools(e2e_config: Path) -> None:
 
 
 def test_a_typescript_client_gets_structured_results(e2e_config: Path) -> None:
-    result = inspector(e2e_config, "alice", "tools/call", "--tool-name", "crm.get_customer", "--tool-arg", "customer_id=C004")
+    result = inspector(
+        e2e_config, "alice", "tools/call", "--tool-name", "crm.get_customer", "--tool-arg", "customer_id=C004"
+    )
     assert result["isError"] is False
     assert result["structuredContent"]["name"] == "Katherine Johnson"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, SamplingMessage, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 VARIANT = json.loads(os.environ.get("TOY_VARIANT", "{}"))
@@ -90,6 +90,25 @@ def environment(ctx: Context) -> dict[str, object]:
     """What this server was given: environment variable names and the HTTP Authorization header."""
     headers = ctx.headers or {}
     return {"env": sorted(os.environ), "authorization": headers.get("authorization")}
+
+
+class Color(BaseModel):
+    color: str
+
+
+@server.tool()
+async def ask(ctx: Context) -> str:
+    """Ask the user for a color (elicitation)."""
+    answer = await ctx.elicit("Which color?", Color)
+    return f"{answer.action}:{answer.data.color}" if answer.action == "accept" else answer.action
+
+
+@server.tool()
+async def ask_model(ctx: Context) -> str:
+    """Ask the client's model (sampling)."""
+    prompt = SamplingMessage(role="user", content=TextContent(type="text", text="Say hi"))
+    result = await ctx.session.create_message([prompt], max_tokens=10)
+    return f"model said: {result.content.text}"  # type: ignore[union-attr]
 
 
 @server.tool()

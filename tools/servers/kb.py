@@ -75,7 +75,9 @@ def get_article(article_id: str) -> Article:
 
 for key, (title, body) in ARTICLES.items():
     server.add_resource(
-        TextResource(uri=f"kb://articles/{key}", name=key, title=title, mime_type="text/markdown", text=f"# {title}\n\n{body}\n")
+        TextResource(
+            uri=f"kb://articles/{key}", name=key, title=title, mime_type="text/markdown", text=f"# {title}\n\n{body}\n"
+        )
     )
 
 

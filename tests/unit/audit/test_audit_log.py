@@ -143,3 +143,15 @@ async def test_a_second_writer_process_extends_the_same_chain(tmp_path: Path) ->
     await first.close()
     await second.close()
     assert verify_file(tmp_path / "a.db").records == 5
+
+
+async def test_a_non_durable_record_is_visible_at_once_and_chained_with_durable_ones(tmp_path: Path) -> None:
+    store = await filled(tmp_path / "a.db", 1)
+    seq = await store.append(AuditRecord(event="tool.intent"), durable=False)
+    reader = connect(tmp_path / "a.db")
+    assert reader.execute("SELECT event FROM audit_log WHERE seq = ?", (seq,)).fetchone() == ("tool.intent",)
+    assert reader.execute("PRAGMA synchronous").fetchone() == (2,)  # readers' own setting is untouched
+    reader.close()
+    assert await store.append(AuditRecord(event="tool.call")) == seq + 1
+    await store.close()
+    assert verify_file(tmp_path / "a.db").records == 3

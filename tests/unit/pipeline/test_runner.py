@@ -87,7 +87,7 @@ class BrokenAudit:
     def __init__(self) -> None:
         self.events: list[str] = []
 
-    async def append(self, record: object, statements: object = ()) -> int:
+    async def append(self, record: object, statements: object = (), *, durable: bool = True) -> int:
         self.events.append(getattr(record, "event", "?"))
         raise AuditWriteError("disk I/O error")
 

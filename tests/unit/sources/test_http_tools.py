@@ -196,5 +196,18 @@ async def test_an_openapi_document_becomes_reviewable_http_tools(tmp_path: Path,
 def test_an_openapi_document_without_a_server_url_needs_one(tmp_path: Path) -> None:
     document = tmp_path / "items.openapi.json"
     document.write_text(json.dumps({**OPENAPI, "servers": []}))
-    result = portcullis("tools", "import-openapi", str(document), "--namespace", "items", "-o", str(tmp_path / "x.yaml"))
+    result = portcullis(
+        "tools", "import-openapi", str(document), "--namespace", "items", "-o", str(tmp_path / "x.yaml")
+    )
     assert result.returncode == 1 and "pass --base-url" in result.stderr
+
+
+async def test_an_openapi_document_can_be_loaded_at_start_up(tmp_path: Path, api: str) -> None:
+    path = make_deployment(tmp_path / "deployment", extra_policy="p, role:support, items.*, call, allow\n")
+    (path.parent / "items.openapi.yaml").write_text(yaml.safe_dump(OPENAPI))
+    config = yaml.safe_load(path.read_text())
+    config["tools"]["openapi"] = [{"file": "items.openapi.yaml", "namespace": "items", "base_url": api}]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    async with Gateway(load_config(path)) as gateway:
+        outcome = await gateway.call_tool(ALICE, "items.getItem", {"item": "9"})
+    assert outcome.structured == {"path": "/items/9", "body": None}
