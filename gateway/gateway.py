@@ -25,6 +25,7 @@ from gateway.federation import Federation
 from gateway.ids import new_id
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
+from gateway.policy.engine import RuleMatch
 from gateway.snapshot import Snapshot, load_policy
 from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition, UpstreamError
 from gateway.sources.mcp_upstream import McpUpstream
@@ -48,7 +49,10 @@ class CheckReport(BaseModel):
     rule: str | None
     rule_source: str | None
     approver: str | None
+    quorum: int
     roles: tuple[str, ...]
+    matches: tuple[RuleMatch, ...]
+    """Every rule whose subject, object and action matched, with its condition's value."""
     findings: tuple[Finding, ...]
     outcome: str
     message: str
@@ -260,7 +264,8 @@ class Gateway:
         started = time.perf_counter()
         subject = caller.subject or ""
         roles = snapshot.policy.roles_for(subject) if subject else ()
-        decision = snapshot.policy.decide(subject, target, action) if subject else None
+        context = {"args": arguments, "subject": {"id": subject, "tenant": caller.tenant, "roles": list(roles)}}
+        decision = snapshot.policy.decide(subject, target, action, context) if subject else None
         result: R | None = None
         hidden = missing or (OutcomeCode.UNKNOWN_PROMPT if action == "get" else OutcomeCode.UNKNOWN_RESOURCE)
         if not subject:
@@ -280,6 +285,7 @@ class Gateway:
         record = AuditRecord(
             event=event,
             subject=caller.subject,
+            tenant=caller.tenant,
             roles=roles,
             auth=caller.auth,
             transport=caller.transport,
@@ -349,7 +355,7 @@ class Gateway:
     async def check(self, subject: str, name: str, arguments: Any) -> CheckReport:
         """The pipeline run without executing, recording or queueing anything."""
         snapshot, _, dry_run = self._current
-        caller = Caller(subject=subject, auth="cli", transport="cli")
+        caller = Caller(subject=subject, tenant=self.config.identity.default_tenant, auth="cli", transport="cli")
         call, outcome = await dry_run.evaluate(self._new_call(snapshot, caller, name, arguments, execute=False))
         decision = call.decision
         return CheckReport(
@@ -359,7 +365,9 @@ class Gateway:
             rule=decision.rule if decision else None,
             rule_source=decision.rule_source if decision else None,
             approver=decision.approver if decision else None,
+            quorum=decision.quorum if decision else 1,
             roles=call.roles,
+            matches=decision.matches if decision else (),
             findings=call.findings,
             outcome=outcome.code.value,
             message=outcome.message,

@@ -21,10 +21,11 @@ class ApiKeyVerifier:
     """The SDK's `TokenVerifier` for API keys: the token's hash maps to a subject."""
 
     def __init__(self, keys: tuple[ApiKey, ...]) -> None:
-        self._subjects = {key.sha256: key.subject for key in keys}
+        self._keys = {key.sha256: key for key in keys}
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        subject = self._subjects.get(hash_key(token))
-        if subject is None:
+        key = self._keys.get(hash_key(token))
+        if key is None:
             return None
-        return AccessToken(token=token, client_id=subject, scopes=[], subject=subject, claims={"auth": "api_key"})
+        claims = {"auth": "api_key", "tenant": key.tenant}
+        return AccessToken(token=token, client_id=key.subject, scopes=[], subject=key.subject, claims=claims)

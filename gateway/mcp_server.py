@@ -38,14 +38,18 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
 
     def caller(ctx: ServerRequestContext[Any]) -> Caller:
         name, client_version = _client_info(ctx)
+        tenant = gateway.config.identity.default_tenant
         if transport == "stdio":
             subject, auth = stdio_subject, "stdio"
         else:
             token = get_access_token()
+            claims = (token.claims or {}) if token is not None else {}
             subject = token.subject if token is not None else None
-            auth = str((token.claims or {}).get("auth", "bearer")) if token is not None else "none"
+            auth = str(claims.get("auth", "bearer")) if token is not None else "none"
+            tenant = claims.get("tenant") or tenant
         return Caller(
             subject=subject,
+            tenant=tenant,
             auth=auth,
             transport=transport,
             client_name=name,

@@ -80,6 +80,7 @@ def pending_request(
     approver_role: str | None,
     reasons: list[str],
     call_id: str,
+    approvals_required: int = 1,
 ) -> ApprovalRequest:
     return ApprovalRequest(
         id=new_id(),
@@ -92,6 +93,7 @@ def pending_request(
         definition_hash=definition_hash,
         policy_version=policy_version,
         approver_role=approver_role,
+        approvals_required=approvals_required,
         reasons=reasons,
         call_id=call_id,
     )

@@ -29,6 +29,7 @@ class AuditRecord(BaseModel):
     ts: str = Field(default_factory=utc_now)
     call_id: str | None = None
     subject: str | None = None
+    tenant: str | None = None
     roles: tuple[str, ...] = ()
     auth: str | None = None
     """How the caller was identified: `stdio`, `api_key`, `cli`."""

@@ -43,8 +43,17 @@ def check(config_path: Path, subject: str, tool: str, arguments: str, as_json: b
     if report.rule_source:
         click.echo(f"source:   {report.rule_source}")
     if report.approver:
-        click.echo(f"approver: {report.approver}")
+        click.echo(f"approver: {report.approver} ({report.quorum} distinct approver(s))")
     click.echo(f"roles:    {', '.join(report.roles) or '(none)'}")
     click.echo(f"outcome:  {report.outcome} ({report.message})")
+    for match in report.matches:
+        if match.condition is None:
+            verdict = "matched"
+        elif match.condition_error is not None:
+            verdict = f"condition could not be evaluated ({match.condition_error})"
+        else:
+            verdict = f"condition is {str(match.condition_value).lower()}"
+        flag = "+" if match.counted else "-"
+        click.echo(f"  {flag} {match.rule}  [{match.source}] {verdict}")
     for finding in report.findings:
         click.echo(f"finding:  [{finding.rule}] {finding.path or ''} {finding.message}")

@@ -33,6 +33,7 @@ class ApiKey(_Model):
 
     subject: str = Field(min_length=1)
     sha256: str
+    tenant: str | None = None
     description: str = ""
 
     @field_validator("sha256")
@@ -47,6 +48,8 @@ class ApiKey(_Model):
 class IdentityConfig(_Model):
     default_subject: str | None = None
     """The stdio caller when neither --as nor PORTCULLIS_SUBJECT is given."""
+    default_tenant: str | None = None
+    """The tenant of callers whose credentials name none (`subject.tenant` in conditions)."""
     api_keys: tuple[ApiKey, ...] = ()
 
 

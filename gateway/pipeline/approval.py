@@ -31,6 +31,7 @@ class Approval:
             definition_hash=tool.definition_hash,
             policy_version=self._policy_version,
             approver_role=decision.approver,
+            approvals_required=decision.quorum,
             reasons=[decision.reason, *(f.message for f in call.findings)],
             call_id=call.call_id,
         )
@@ -43,6 +44,7 @@ class Approval:
                 stage=self.name,
                 approval_id=request.id,
                 approver_role=decision.approver,
+                approvals_required=decision.quorum,
                 status=request.status.value,
             ),
         )

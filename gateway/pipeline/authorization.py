@@ -30,10 +30,19 @@ class Authorization:
         if entry is None and quarantined is None:
             decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
             return Stop(call.evolve(decision=decision), unknown_tool(call.tool_name, self.name))
-        decision = self._policy.decide(subject, call.tool_name)
+        if self._policy.decide(subject, call.tool_name).decision is Decision.DENY:
+            # Not even conditionally callable: the tool does not exist for this caller.
+            denied = PolicyDecision(decision=Decision.DENY, roles=call.roles)
+            return Stop(call.evolve(decision=denied), unknown_tool(call.tool_name, self.name))
+        context = {
+            "args": call.arguments,
+            "subject": {"id": subject, "tenant": call.caller.tenant, "roles": list(call.roles)},
+        }
+        decision = self._policy.decide(subject, call.tool_name, "call", context)
         call = call.evolve(tool=entry[0] if entry else None, decision=decision)
         if decision.decision is Decision.DENY:
-            return Stop(call, unknown_tool(call.tool_name, self.name))
+            message = f"policy denies this call to {call.tool_name}: {decision.reason}"
+            return Stop(call, Outcome.refuse(OutcomeCode.DENIED, message, stage=self.name, rule=decision.rule))
         if quarantined is not None:
             verdict = quarantined[0]
             message = (

@@ -20,6 +20,7 @@ class Caller(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     subject: str | None
+    tenant: str | None = None
     auth: str
     """`stdio` (the --as subject), `api_key`, `cli`."""
     transport: str

@@ -87,6 +87,7 @@ class Pipeline:
             event=event,
             call_id=call.call_id,
             subject=call.caller.subject,
+            tenant=call.caller.tenant,
             roles=call.roles,
             auth=call.caller.auth,
             transport=call.caller.transport,

@@ -17,19 +17,37 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import casbin
 from casbin.model import Model
 from pydantic import BaseModel, ConfigDict
 
 from gateway.outcomes import Decision, PolicyError
+from gateway.policy.conditions import Condition, ConditionError, parse_condition
 from gateway.policy.rules import Effect, GroupingRule, Rule, parse_policy_file
 
-MATCHER = "g(r.sub, p.sub) && toolMatch(r.obj, p.obj) && r.act == p.act"
+MATCHER = "g(r.sub, p.sub) && toolMatch(r.obj, p.obj) && r.act == p.act && condMatch(p.cond, p.eft, r.ctx)"
 """The one matcher the role index implements; a model with another is refused at load."""
+
+
+class RuleMatch(BaseModel):
+    """A rule whose subject, object and action matched, and what its condition said."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    source: str
+    effect: str
+    condition: str | None = None
+    condition_value: bool | None = None
+    """True or False; None when there is no condition or it could not be evaluated."""
+    condition_error: str | None = None
+    counted: bool
+    """Whether the rule took part in the decision (a false condition, or an error on an allow rule, drops it)."""
 
 
 class PolicyDecision(BaseModel):
@@ -41,7 +59,9 @@ class PolicyDecision(BaseModel):
     rule: str | None = None
     rule_source: str | None = None
     approver: str | None = None
+    quorum: int = 1
     roles: tuple[str, ...] = ()
+    matches: tuple[RuleMatch, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -77,13 +97,27 @@ class PolicyEngine:
     def roles_for(self, subject: str) -> tuple[str, ...]:
         return self._roles.get(subject, ())
 
-    def decide(self, subject: str, tool: str, action: str = "call") -> PolicyDecision:
+    def decide(
+        self, subject: str, tool: str, action: str = "call", context: dict[str, Any] | None = None
+    ) -> PolicyDecision:
+        """The decision for one request.
+
+        With `context` (`{"args": ..., "subject": {...}}`) conditions are evaluated: a condition
+        that cannot be evaluated drops an allow rule and makes a deny or approve rule deny. Without
+        it (listing tools, before any arguments exist) conditional allow and approve rules count
+        and conditional deny rules do not: the question is "could this caller call it at all?".
+        """
         roles = self.roles_for(subject)
         found: dict[Effect, Rule] = {}
+        matches: list[RuleMatch] = []
         for holder in (subject, *roles):
             for rule in self._by_subject.get(holder, ()):
-                if rule.action == action and fnmatchcase(tool, rule.tool):
-                    found.setdefault(rule.effect, rule)
+                if rule.action != action or not fnmatchcase(tool, rule.tool):
+                    continue
+                effect, match = _check(rule, context)
+                matches.append(match)
+                if effect is not None:
+                    found.setdefault(effect, rule)
         for effect, decision in (
             (Effect.DENY, Decision.DENY),
             (Effect.APPROVE, Decision.APPROVAL_REQUIRED),
@@ -96,13 +130,52 @@ class PolicyEngine:
                     rule=rule.describe(),
                     rule_source=rule.source,
                     approver=rule.approver,
+                    quorum=rule.quorum,
                     roles=roles,
+                    matches=tuple(matches),
                 )
-        return PolicyDecision(decision=Decision.DENY, roles=roles)
+        return PolicyDecision(decision=Decision.DENY, roles=roles, matches=tuple(matches))
 
-    def casbin_enforce(self, subject: str, tool: str, action: str = "call") -> bool:
+    def casbin_enforce(
+        self, subject: str, tool: str, action: str = "call", context: dict[str, Any] | None = None
+    ) -> bool:
         """Plain Casbin's allow-and-deny verdict (approve rules count as neither); for checks, not the hot path."""
-        return bool(self._enforcer.enforce(subject, tool, action))
+        return bool(self._enforcer.enforce(subject, tool, action, context or {}))
+
+
+def _check(rule: Rule, context: dict[str, Any] | None) -> tuple[Effect | None, RuleMatch]:
+    """The effect `rule` contributes to this request (None: it drops out), and the explanation."""
+    base = {"rule": rule.describe(), "source": rule.source, "effect": rule.effect.value}
+    if rule.condition is None:
+        return rule.effect, RuleMatch(**base, counted=True)
+    text = rule.condition.text
+    if context is None:
+        counted = rule.effect is not Effect.DENY
+        return (rule.effect if counted else None), RuleMatch(**base, condition=text, counted=counted)
+    try:
+        value = rule.condition(context)
+    except ConditionError as exc:
+        # Fail closed: an allow rule drops out; a deny or approve rule denies.
+        effect = None if rule.effect is Effect.ALLOW else Effect.DENY
+        error = RuleMatch(**base, condition=text, condition_error=str(exc), counted=effect is not None)
+        return effect, error
+    return (rule.effect if value else None), RuleMatch(**base, condition=text, condition_value=value, counted=value)
+
+
+def _condition_matcher() -> Callable[[str, str, dict[str, Any]], bool]:
+    """Casbin's `condMatch(p.cond, p.eft, r.ctx)`: the same fail-closed rule as the engine."""
+    parsed: dict[str, Condition] = {}
+
+    def cond_match(text: str, effect: str, context: dict[str, Any]) -> bool:
+        if not text:
+            return True
+        condition = parsed.get(text) or parsed.setdefault(text, parse_condition(text))
+        try:
+            return condition(context)
+        except ConditionError:
+            return effect == Effect.DENY.value
+
+    return cond_match
 
 
 def _read(path: Path) -> str:
@@ -120,8 +193,8 @@ def _check_model(path: Path, text: str) -> None:
         raise PolicyError([f"{path}: invalid Casbin model: {exc}"]) from exc
     problems = []
     expected = {
-        ("r", "r"): "sub, obj, act",
-        ("p", "p"): "sub, obj, act, eft, approver",
+        ("r", "r"): "sub, obj, act, ctx",
+        ("p", "p"): "sub, obj, act, eft, approver, cond",
         ("g", "g"): "_, _",
         ("e", "e"): "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
     }
@@ -145,6 +218,7 @@ def _casbin_enforcer(rules: tuple[Rule, ...], groups: tuple[GroupingRule, ...]) 
     model.load_model_from_text(_MODEL_TEXT)
     enforcer = casbin.Enforcer(model)
     enforcer.add_function("toolMatch", fnmatchcase)
+    enforcer.add_function("condMatch", _condition_matcher())
     if rules:
         enforcer.add_named_policies("p", [rule.as_casbin() for rule in rules])
     if groups:
@@ -154,10 +228,10 @@ def _casbin_enforcer(rules: tuple[Rule, ...], groups: tuple[GroupingRule, ...]) 
 
 _MODEL_TEXT = f"""
 [request_definition]
-r = sub, obj, act
+r = sub, obj, act, ctx
 
 [policy_definition]
-p = sub, obj, act, eft, approver
+p = sub, obj, act, eft, approver, cond
 
 [role_definition]
 g = _, _

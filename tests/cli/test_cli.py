@@ -36,25 +36,60 @@ def test_tools_list_for_a_subject_without_roles_is_empty(config_path: Path) -> N
 
 
 def test_policy_check_explains_the_decision_without_calling_anything(config_path: Path) -> None:
-    args = json.dumps({"customer_id": "C001", "amount": 20, "reason": "duplicate charge"})
+    args = json.dumps({"customer_id": "C001", "amount": 2000, "reason": "duplicate charge"})
     code, out, _ = run(
         "policy", "check", "--config", str(config_path), "bob", "payments.refund", "--args", args, "--json"
     )
     assert code == 0
     report = json.loads(out)
     assert report["decision"] == "approval_required"
-    assert report["rule"] == "p, role:finance, payments.refund, call, approve, role:manager"
-    assert report["approver"] == "role:manager"
+    assert report["rule"].startswith("p, role:finance, payments.refund, call, approve, approver role:manager, when")
+    assert report["approver"] == "role:manager" and report["quorum"] == 1
+    assert [(m["effect"], m["condition_value"]) for m in report["matches"]] == [
+        ("allow", False),
+        ("approve", True),
+        ("deny", False),
+    ]
     assert not (config_path.parent / "audit" / "audit.db").exists()
 
 
 def test_policy_check_reports_guardrail_findings(config_path: Path) -> None:
+    args = '{"customer_id": "X1", "subject": "s"}'
     code, out, _ = run(
-        "policy", "check", "--config", str(config_path), "alice", "email.send", "--args", '{"to": "x"}', "--json"
+        "policy", "check", "--config", str(config_path), "alice", "tickets.create", "--args", args, "--json"
     )
     report = json.loads(out)
     assert code == 0 and report["decision"] == "allow" and report["outcome"] == "invalid_arguments"
-    assert {f["path"] for f in report["findings"]} == {"$", "$.to"}
+    assert {f["path"] for f in report["findings"]} == {"$", "$.customer_id"}
+
+
+@pytest.mark.parametrize(
+    ("subject", "tool", "arguments", "decision", "outcome"),
+    [
+        ("bob", "payments.refund", {"customer_id": "C001", "amount": 100, "reason": "r"}, "allow", "ok"),
+        (
+            "bob",
+            "payments.refund",
+            {"customer_id": "C001", "amount": 100.5, "reason": "r"},
+            "approval_required",
+            "approval_required",
+        ),
+        ("bob", "payments.refund", {"customer_id": "C001", "amount": 10001, "reason": "r"}, "deny", "denied"),
+        ("bob", "payments.refund", {"customer_id": "C001", "reason": "no amount"}, "deny", "denied"),
+        ("carol", "payments.refund", {"customer_id": "C001", "amount": 50000, "reason": "r"}, "allow", "ok"),
+        ("alice", "email.send", {"to": "ops@acme.example", "subject": "s", "body": "b"}, "allow", "ok"),
+        ("alice", "email.send", {"to": "ops@acme.example.evil.com", "subject": "s", "body": "b"}, "deny", "denied"),
+        ("erin", "crm.delete_customer", {"customer_id": "C001"}, "approval_required", "approval_required"),
+    ],
+)
+def test_the_demo_policy_decides_on_arguments(
+    config_path: Path, subject: str, tool: str, arguments: dict[str, object], decision: str, outcome: str
+) -> None:
+    code, out, _ = run(
+        "policy", "check", "--config", str(config_path), subject, tool, "--args", json.dumps(arguments), "--json"
+    )
+    report = json.loads(out)
+    assert (code, report["decision"], report["outcome"]) == (0, decision, outcome)
 
 
 def test_policy_check_rejects_arguments_that_are_not_json(config_path: Path) -> None:
@@ -89,8 +124,8 @@ async def fill(gateway: Gateway) -> None:
     alice = Caller(subject="alice", auth="test", transport="test")
     bob = Caller(subject="bob", auth="test", transport="test")
     await gateway.call_tool(alice, "crm.find_customer", {"query": "ada"})
-    await gateway.call_tool(alice, "payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
-    await gateway.call_tool(bob, "payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
+    await gateway.call_tool(alice, "payments.refund", {"customer_id": "C001", "amount": 500, "reason": "r"})
+    await gateway.call_tool(bob, "payments.refund", {"customer_id": "C001", "amount": 500, "reason": "r"})
 
 
 async def test_audit_query_filters_and_prints_the_json_contract(gateway: Gateway, config_path: Path) -> None:
@@ -117,7 +152,7 @@ async def test_approvals_list_shows_the_pending_request(gateway: Gateway, config
     (request,) = json.loads(out)
     assert code == 0
     assert (request["subject"], request["tool"], request["status"]) == ("bob", "payments.refund", "pending")
-    assert request["arguments"] == {"customer_id": "C001", "amount": 5, "reason": "r"}
+    assert request["arguments"] == {"customer_id": "C001", "amount": 500, "reason": "r"}
     assert request["approver_role"] == "role:manager"
 
 

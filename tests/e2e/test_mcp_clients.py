@@ -98,11 +98,11 @@ async def test_a_caller_without_a_role_can_call_nothing(connect: Connect) -> Non
 
 async def test_schema_violations_are_refused_with_every_problem(connect: Connect, e2e_config: Path) -> None:
     async with connect("alice") as client:
-        result = await client.call_tool("email.send", {"to": "not-an-address", "subject": 42})
+        result = await client.call_tool("tickets.create", {"customer_id": "not-an-id", "subject": 42})
     details = error(result)
     assert details["code"] == "invalid_arguments"
-    assert {e["path"] for e in details["errors"]} == {"$", "$.to", "$.subject"}
-    # email.send lists an outputSchema: an error object in structuredContent would fail
+    assert {e["path"] for e in details["errors"]} == {"$", "$.customer_id", "$.subject"}
+    # tickets.create lists an outputSchema: an error object in structuredContent would fail
     # TypeScript clients' schema check, so the details travel in _meta only
     assert result.structured_content is None
     assert audit_record(e2e_config, details["audit_id"])["outcome"] == "invalid_arguments"
@@ -123,7 +123,7 @@ async def test_oversized_and_deeply_nested_arguments_are_refused(connect: Connec
 
 async def test_a_call_that_needs_approval_is_queued_and_answered_at_once(connect: Connect, e2e_config: Path) -> None:
     async with connect("bob") as client:
-        result = await client.call_tool("payments.refund", {"customer_id": "C003", "amount": 42.5, "reason": "late"})
+        result = await client.call_tool("payments.refund", {"customer_id": "C003", "amount": 420.5, "reason": "late"})
     details = error(result)
     assert details["code"] == "approval_required"
     assert details["approver_role"] == "role:manager"
@@ -132,9 +132,21 @@ async def test_a_call_that_needs_approval_is_queued_and_answered_at_once(connect
         "SELECT status, subject, tool, arguments FROM approval_requests WHERE id = ?", (details["approval_id"],)
     ).fetchone()
     db.close()
-    assert row == ("pending", "bob", "payments.refund", '{"amount":42.5,"customer_id":"C003","reason":"late"}')
+    assert row == ("pending", "bob", "payments.refund", '{"amount":420.5,"customer_id":"C003","reason":"late"}')
     record = audit_record(e2e_config, details["audit_id"])
     assert (record["decision"], record["outcome"]) == ("approval_required", "approval_required")
+
+
+async def test_a_call_policy_denies_on_its_arguments_is_refused_as_denied(connect: Connect, e2e_config: Path) -> None:
+    async with connect("alice") as client:
+        outside = await client.call_tool("email.send", {"to": "someone@gmail.example", "subject": "s", "body": "b"})
+        inside = await client.call_tool("email.send", {"to": "team@acme.example", "subject": "s", "body": "b"})
+    details = error(outside)
+    assert details["code"] == "denied"
+    assert 'args.to endswith "@acme.example"' not in details["message"]  # deny by default: no rule matched
+    assert not inside.is_error
+    record = audit_record(e2e_config, details["audit_id"])
+    assert (record["decision"], record["outcome"]) == ("deny", "denied")
 
 
 async def test_a_tool_that_raises_fails_cleanly_and_the_gateway_keeps_serving(connect: Connect) -> None:

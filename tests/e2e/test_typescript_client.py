@@ -57,7 +57,9 @@ def test_a_typescript_client_gets_structured_results(e2e_config: Path) -> None:
 
 
 def test_a_typescript_client_gets_a_clear_refusal_from_a_tool_with_an_output_schema(e2e_config: Path) -> None:
-    result = inspector(e2e_config, "alice", "tools/call", "--tool-name", "email.send", "--tool-arg", "to=bad")
+    result = inspector(
+        e2e_config, "alice", "tools/call", "--tool-name", "tickets.create", "--tool-arg", "customer_id=bad"
+    )
     assert result["isError"] is True
     assert result["_meta"]["portcullis/error"]["code"] == "invalid_arguments"
     assert result["content"][0]["text"].startswith("invalid_arguments: ")

@@ -78,11 +78,19 @@ async def test_authorization_hides_tools_the_caller_may_not_call(snapshot: Snaps
 async def test_authorization_passes_allowed_and_approval_calls_with_their_decision(snapshot: Snapshot) -> None:
     stage = Authorization(snapshot.policy, snapshot.catalog)
     allowed = await stage(call(snapshot, "alice", "crm.find_customer"))
-    held = await stage(call(snapshot, "bob", "payments.refund"))
+    held = await stage(call(snapshot, "bob", "payments.refund", {"amount": 500}))
     assert isinstance(allowed, Continue) and isinstance(held, Continue)
     assert allowed.call.decision is not None and allowed.call.decision.decision is Decision.ALLOW
     assert held.call.decision is not None and held.call.decision.decision is Decision.APPROVAL_REQUIRED
     assert held.call.tool is not None and held.call.tool.name == "payments.refund"
+
+
+async def test_authorization_denies_a_visible_tool_on_its_arguments(snapshot: Snapshot) -> None:
+    stage = Authorization(snapshot.policy, snapshot.catalog)
+    step = await stage(call(snapshot, "bob", "payments.refund", {"amount": 20_000}))
+    assert isinstance(step, Stop) and step.outcome.code is OutcomeCode.DENIED
+    assert step.call.decision is not None and step.call.decision.rule is not None
+    assert "args.amount > 10000" in step.call.decision.rule
 
 
 async def test_input_guardrails_report_every_schema_violation_with_its_path(snapshot: Snapshot) -> None:
@@ -98,7 +106,9 @@ async def test_input_guardrails_report_every_schema_violation_with_its_path(snap
 
 
 async def test_approval_records_a_pending_request_bound_to_the_call(snapshot: Snapshot) -> None:
-    authorized = await Authorization(snapshot.policy, snapshot.catalog)(call(snapshot, "bob", "payments.refund"))
+    authorized = await Authorization(snapshot.policy, snapshot.catalog)(
+        call(snapshot, "bob", "payments.refund", {"amount": 500})
+    )
     assert isinstance(authorized, Continue)
     step = await Approval(snapshot.policy.version)(authorized.call)
     assert isinstance(step, Stop)
