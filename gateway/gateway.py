@@ -23,7 +23,7 @@ from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
 from gateway.federation import Federation
 from gateway.ids import new_id
-from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
+from gateway.outcomes import AuditWriteError, ConfigError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
 from gateway.policy.engine import RuleMatch
 from gateway.snapshot import Snapshot, load_policy
@@ -64,6 +64,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        self._stamps = _stamps(self._watched())  # before reading: a change during loading is seen later
         self.policy = load_policy(config)
         self.sources = SourceSet(config, on_change=self._sources_changed)
         self.audit = AuditStore(config.resolve(config.audit.path))
@@ -100,6 +101,10 @@ class Gateway:
             await self.audit.append(self._lifecycle("gateway.start"))
             await stack.enter_async_context(self.sources)
             await self._refresh()
+            if self.config.policy.watch_seconds > 0:
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(tasks.cancel_scope.cancel)
+                tasks.start_soon(self._watch)
         except BaseException:
             # Unwind before re-raising: leaving the sources' task group with the error in
             # flight would wrap a plain ConfigError into an ExceptionGroup.
@@ -123,6 +128,75 @@ class Gateway:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    # --- hot reload -------------------------------------------------------
+
+    def _watched(self) -> list[Path]:
+        config = self.config
+        files = [config.resolve(config.policy.model), config.resolve(config.policy.rules)]
+        files.append(config.resolve(config.tools.lock))
+        if config.file is not None:
+            files.append(config.file)
+        return files
+
+    async def _watch(self) -> None:
+        """Poll the policy, lock and config files; reload when one changes."""
+        while True:
+            await anyio.sleep(self.config.policy.watch_seconds)
+            if _stamps(self._watched()) != self._stamps:
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Validate the changed files in full, then swap policy and config in one step.
+
+        A change that fails validation leaves everything in force, and is logged and audited.
+        Changes to tool sources (Python, HTTP, OpenAPI, upstreams) need a restart: the rest
+        of such a change is applied and the record says what was not.
+        """
+        old = self.snapshot
+        self._stamps = _stamps(self._watched())
+        try:
+            if self.config.file is None:
+                raise ConfigError(["this gateway was not loaded from a file"])
+            config = load_config(self.config.file)
+            kept = _sources_of(self.config)
+            pending = _sources_of(config) != kept
+            if pending:
+                config = config.model_copy(
+                    update={"tools": config.tools.model_copy(update=kept["tools"]), "upstreams": kept["upstreams"]}
+                )
+            policy = load_policy(config)
+            snapshot = Snapshot.build(config, policy, self.sources.sources)
+        except ConfigError as exc:
+            logger.error("reload refused; the running policy stays in force:\n  %s", "\n  ".join(exc.problems))
+            await self._record_reload("policy.reload_failed", old, None, {"problems": exc.problems})
+            return False
+        self.config, self.policy = config, policy
+        self._install(snapshot)
+        detail: dict[str, Any] = {"previous_policy_version": old.policy.version}
+        if pending:
+            detail["needs_restart"] = "tool sources changed; restart the gateway to apply them"
+            logger.warning("tool source changes need a restart; the rest of the change is applied")
+        await self._record_reload("policy.reload", old, snapshot, detail)
+        await self._refresh()
+        for listener in list(self._listeners):
+            try:
+                await listener()
+            except Exception:
+                logger.exception("tools-changed listener failed")
+        return True
+
+    async def _record_reload(self, event: str, old: Snapshot, new: Snapshot | None, detail: dict[str, Any]) -> None:
+        record = AuditRecord(
+            event=event,
+            policy_version=(new or old).policy.version,
+            outcome="applied" if new else "refused",
+            detail={**detail, "snapshot": (new or old).version},
+        )
+        try:
+            await self.audit.append(record)
+        except AuditWriteError:
+            logger.exception("could not record the %s", event)
 
     def health(self) -> list[SourceHealth]:
         return self.sources.health()
@@ -401,6 +475,26 @@ class Gateway:
             policy_version=snapshot.policy.version,
             detail={"snapshot": snapshot.version, "tools": len(snapshot.catalog)},
         )
+
+
+def _stamps(paths: list[Path]) -> list[tuple[float, int] | None]:
+    stamps: list[tuple[float, int] | None] = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_mtime, stat.st_size))
+    return stamps
+
+
+def _sources_of(config: GatewayConfig) -> dict[str, Any]:
+    tools = config.tools
+    return {
+        "tools": {"python": tools.python, "http": tools.http, "http_files": tools.http_files, "openapi": tools.openapi},
+        "upstreams": config.upstreams,
+    }
 
 
 def _visible(snapshot: Snapshot, subject: str | None, name: str) -> ToolDefinition | None:

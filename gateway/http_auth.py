@@ -7,6 +7,7 @@ the SDK's bearer middleware before it reaches the MCP layer.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from mcp.server.auth.provider import AccessToken
 
@@ -18,13 +19,17 @@ def hash_key(key: str) -> str:
 
 
 class ApiKeyVerifier:
-    """The SDK's `TokenVerifier` for API keys: the token's hash maps to a subject."""
+    """The SDK's `TokenVerifier` for API keys: the token's hash maps to a subject.
 
-    def __init__(self, keys: tuple[ApiKey, ...]) -> None:
-        self._keys = {key.sha256: key for key in keys}
+    `keys` is asked on every request, so keys added or revoked by a config reload apply at once.
+    """
+
+    def __init__(self, keys: Callable[[], tuple[ApiKey, ...]]) -> None:
+        self._keys = keys
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        key = self._keys.get(hash_key(token))
+        digest = hash_key(token)
+        key = next((key for key in self._keys() if key.sha256 == digest), None)
         if key is None:
             return None
         claims = {"auth": "api_key", "tenant": key.tenant}

@@ -49,6 +49,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> G
     if problems:
         raise ConfigError(problems)
     data["root"] = str(path.parent)
+    data["file"] = str(path)
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:

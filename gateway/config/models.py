@@ -56,6 +56,8 @@ class IdentityConfig(_Model):
 class PolicyConfig(_Model):
     model: Path = Path("policies/model.conf")
     rules: Path = Path("policies/policy.csv")
+    watch_seconds: float = Field(default=1.0, ge=0)
+    """How often to look for changed policy and config files (0: never; reload by restart)."""
 
 
 class PythonToolsConfig(_Model):
@@ -194,6 +196,8 @@ class GatewayConfig(_Model):
 
     name: str = "portcullis"
     root: Path = Path(".")
+    file: Path | None = None
+    """The config file itself (set by the loader), watched for changes."""
     server: ServerConfig = ServerConfig()
     identity: IdentityConfig = IdentityConfig()
     policy: PolicyConfig = PolicyConfig()

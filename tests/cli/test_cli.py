@@ -112,6 +112,15 @@ def test_a_broken_policy_file_is_reported_with_its_line(config_path: Path) -> No
     assert code == 1 and f"policy.csv:{lines}: unknown effect 'maybe'" in err
 
 
+def test_a_condition_reading_an_argument_the_tool_lacks_is_a_load_error(config_path: Path) -> None:
+    policy = config_path.parent / "policies" / "policy.csv"
+    policy.write_text(policy.read_text() + "p, role:support, email.send, call, deny, when args.cc endswith \"@x\"\n")
+    lines = len(policy.read_text().splitlines())
+    code, _, err = run("tools", "list", "--config", str(config_path))
+    assert code == 1
+    assert f"policy.csv:{lines}: condition reads args.cc, but email.send has no argument 'cc'" in err
+
+
 def test_serve_on_stdio_refuses_to_start_without_an_identity(
     config_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
