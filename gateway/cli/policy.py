@@ -9,6 +9,10 @@ import anyio
 import click
 
 from gateway.cli.options import config_option, echo_json, json_option, load_gateway
+from gateway.gateway import Gateway
+from gateway.outcomes import ConfigError
+from gateway.policy.lint import lint
+from gateway.policy.testing import CaseResult, PolicyCase, default_test_files, load_cases
 
 
 @click.group()
@@ -57,3 +61,74 @@ def check(config_path: Path, subject: str, tool: str, arguments: str, as_json: b
         click.echo(f"  {flag} {match.rule}  [{match.source}] {verdict}")
     for finding in report.findings:
         click.echo(f"finding:  [{finding.rule}] {finding.path or ''} {finding.message}")
+
+
+@policy.command("test")
+@config_option
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def test_policy(config_path: Path, files: tuple[Path, ...], as_json: bool) -> None:
+    """Run policy unit tests (YAML); exit 1 if any fails.
+
+    Without FILES, runs every `*_test.yaml` beside the policy files.
+
+    Example: portcullis policy test policies/demo_test.yaml
+    """
+    gateway = load_gateway(config_path)
+    paths = list(files) or default_test_files(gateway.config.resolve(gateway.config.policy.rules).parent)
+    if not paths:
+        raise click.ClickException("no policy test files (*_test.yaml) found")
+    try:
+        suites = [(path, load_cases(path)) for path in paths]
+    except ConfigError as exc:
+        raise click.ClickException("\n  ".join(exc.problems)) from exc
+    results = [_run_case(gateway, path, case) for path, cases in suites for case in cases]
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        echo_json([r.model_dump() for r in results])
+    else:
+        for result in failed:
+            click.echo(f"FAIL {result.file}: {result.name}: {result.problem}")
+        click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise SystemExit(1)
+
+
+def _run_case(gateway: Gateway, path: Path, case: PolicyCase) -> CaseResult:
+    roles = gateway.policy.roles_for(case.subject)
+    tenant = case.tenant or gateway.config.identity.default_tenant
+    context = {"args": case.args, "subject": {"id": case.subject, "tenant": tenant, "roles": list(roles)}}
+    decision = gateway.policy.decide(case.subject, case.target, case.action, context)
+    problems = []
+    if decision.decision is not case.expect:
+        problems.append(f"expected {case.expect.value}, got {decision.decision.value} ({decision.reason})")
+    if case.approver is not None and decision.approver != case.approver:
+        problems.append(f"expected approver {case.approver}, got {decision.approver}")
+    if case.quorum is not None and decision.quorum != case.quorum:
+        problems.append(f"expected quorum {case.quorum}, got {decision.quorum}")
+    if case.rule is not None and case.rule not in (decision.rule or ""):
+        problems.append(f"expected the deciding rule to contain {case.rule!r}, got {decision.rule!r}")
+    return CaseResult(file=str(path), name=case.name, passed=not problems, problem="; ".join(problems) or None)
+
+
+@policy.command("lint")
+@config_option
+@json_option
+def lint_policy(config_path: Path, as_json: bool) -> None:
+    """Find policy mistakes: errors (exit 1) and warnings.
+
+    Example: portcullis policy lint
+    """
+    gateway = load_gateway(config_path)
+    catalog = gateway.snapshot.catalog
+    others = {f"{route.upstream.namespace}.{route.uri}" for route, _ in gateway.federation.resources()}
+    findings = lint(gateway.policy, {d.name for d in catalog.all_definitions()}, others)
+    if as_json:
+        echo_json([f.model_dump() for f in findings])
+    else:
+        for finding in findings:
+            click.echo(f"{finding.level}: {finding.source}: {finding.message}")
+        errors = sum(f.level == "error" for f in findings)
+        click.echo(f"{errors} error(s), {len(findings) - errors} warning(s)")
+    if any(f.level == "error" for f in findings):
+        raise SystemExit(1)
