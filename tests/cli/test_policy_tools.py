@@ -57,7 +57,8 @@ def test_lint_reports_errors_and_warnings(config_path: Path) -> None:
         + "p, role:crm-reader, crm.find_customer, call, allow\n"  # duplicate
         + "p, role:ghost, tickets.list, call, allow\n"  # role nobody has
         + "p, role:support, crm.find_custmer, call, allow\n"  # typo in the tool name
-        + "p, role:support, tickets.create, call, deny\n"  # shadows part of the tickets.* allow
+        + "p, role:support, tickets.list, call, allow\n"  # shadowed by the next line
+        + "p, role:support, tickets.*, call, deny\n"  # (and contradicts the tickets.* allow)
         + "p, role:crm-reader, crm.get_customer, call, deny\n"  # contradicts the crm-reader allow
         + "g, role:unused, role:orphan\n"
         + "p, role:orphan, kb.search, call, allow\n"
