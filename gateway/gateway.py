@@ -244,23 +244,33 @@ class Gateway:
     def federation(self) -> Federation:
         return Federation(self.sources.upstreams())
 
-    def _permitted(self, subject: str | None, obj: str, action: str) -> bool:
+    def _permitted(self, subject: str | None, obj: str, action: str, granted: tuple[str, ...] = ()) -> bool:
         if not subject:
             return False
-        return self.snapshot.policy.decide(subject, obj, action).decision is not Decision.DENY
+        return self.snapshot.policy.decide(subject, obj, action, granted=granted).decision is not Decision.DENY
 
-    def visible_resources(self, subject: str | None) -> list[types.Resource]:
-        return [r for route, r in self.federation.resources() if self._permitted(subject, route.policy_object, "read")]
+    def visible_resources(self, caller: Caller) -> list[types.Resource]:
+        return [
+            resource
+            for route, resource in self.federation.resources()
+            if self._permitted(caller.subject, route.policy_object, "read", caller.granted_roles)
+        ]
 
-    def visible_resource_templates(self, subject: str | None) -> list[types.ResourceTemplate]:
+    def visible_resource_templates(self, caller: Caller) -> list[types.ResourceTemplate]:
         return [
             template
             for upstream, template in self.federation.resource_templates()
-            if self._permitted(subject, f"{upstream.namespace}.{template.uri_template}", "read")
+            if self._permitted(
+                caller.subject, f"{upstream.namespace}.{template.uri_template}", "read", caller.granted_roles
+            )
         ]
 
-    def visible_prompts(self, subject: str | None) -> list[types.Prompt]:
-        return [p for route, p in self.federation.prompts() if self._permitted(subject, route.policy_object, "get")]
+    def visible_prompts(self, caller: Caller) -> list[types.Prompt]:
+        return [
+            prompt
+            for route, prompt in self.federation.prompts()
+            if self._permitted(caller.subject, route.policy_object, "get", caller.granted_roles)
+        ]
 
     async def read_resource(self, caller: Caller, uri: str) -> tuple[Outcome, types.ReadResourceResult | None]:
         route = self.federation.route_resource(uri)
@@ -337,9 +347,9 @@ class Gateway:
         snapshot = self.snapshot
         started = time.perf_counter()
         subject = caller.subject or ""
-        roles = snapshot.policy.roles_for(subject) if subject else ()
+        roles = snapshot.policy.roles_for(subject, caller.granted_roles) if subject else ()
         context = {"args": arguments, "subject": {"id": subject, "tenant": caller.tenant, "roles": list(roles)}}
-        decision = snapshot.policy.decide(subject, target, action, context) if subject else None
+        decision = snapshot.policy.decide(subject, target, action, context, caller.granted_roles) if subject else None
         result: R | None = None
         hidden = missing or (OutcomeCode.UNKNOWN_PROMPT if action == "get" else OutcomeCode.UNKNOWN_RESOURCE)
         if not subject:
@@ -400,14 +410,14 @@ class Gateway:
 
     # --- tools ----------------------------------------------------------
 
-    def visible_tools(self, subject: str | None) -> list[ToolDefinition]:
+    def visible_tools(self, subject: str | None, granted: tuple[str, ...] = ()) -> list[ToolDefinition]:
         """The tools `subject` may call or may request approval for; the others do not exist for them."""
         snapshot = self.snapshot
-        return [d for d in snapshot.catalog.definitions() if _visible(snapshot, subject, d.name) is not None]
+        return [d for d in snapshot.catalog.definitions() if _visible(snapshot, subject, d.name, granted) is not None]
 
-    def visible_tool(self, subject: str | None, name: str) -> ToolDefinition | None:
+    def visible_tool(self, subject: str | None, name: str, granted: tuple[str, ...] = ()) -> ToolDefinition | None:
         """The definition `subject` was shown for `name`, or None if the tool does not exist for them."""
-        return _visible(self.snapshot, subject, name)
+        return _visible(self.snapshot, subject, name, granted)
 
     def tool_input_schema(self, name: str) -> dict[str, Any] | None:
         entry = self.snapshot.catalog.get(name)
@@ -497,10 +507,12 @@ def _sources_of(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
-def _visible(snapshot: Snapshot, subject: str | None, name: str) -> ToolDefinition | None:
+def _visible(
+    snapshot: Snapshot, subject: str | None, name: str, granted: tuple[str, ...] = ()
+) -> ToolDefinition | None:
     entry = snapshot.catalog.get(name)
     if entry is None or not subject:
         return None
-    if snapshot.policy.decide(subject, name).decision is Decision.DENY:
+    if snapshot.policy.decide(subject, name, granted=granted).decision is Decision.DENY:
         return None
     return entry[0]

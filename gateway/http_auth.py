@@ -1,21 +1,100 @@
-"""HTTP identity: bearer API keys, checked against the SHA-256 hashes in config.
+"""HTTP identity: bearer API keys (SHA-256 hashes in config) and JWTs from an identity provider.
 
-The key itself is never stored; a request without a valid key gets 401 from
-the SDK's bearer middleware before it reaches the MCP layer.
+The key itself is never stored; a request without a valid credential gets 401
+(with `WWW-Authenticate` and the protected-resource metadata) from the SDK's
+bearer middleware before it reaches the MCP layer. A JWT's signature, `exp`,
+`nbf`, `iss` and `aud` are all checked: a token for another audience is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import jwt
 from mcp.server.auth.provider import AccessToken
 
-from gateway.config import ApiKey
+from gateway.config import ApiKey, IdentityConfig, JwtConfig
+
+logger = logging.getLogger(__name__)
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class BearerVerifier:
+    """The SDK's `TokenVerifier`: API keys first, then JWTs when configured. Reads config on every request."""
+
+    def __init__(self, identity: Callable[[], IdentityConfig], root: Path) -> None:
+        self._keys = ApiKeyVerifier(lambda: identity().api_keys)
+        self._identity = identity
+        self._root = root
+        self._jwt: tuple[JwtConfig, JwtVerifier] | None = None
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        found = await self._keys.verify_token(token)
+        if found is not None:
+            return found
+        config = self._identity().jwt
+        if config is None or token.count(".") != 2:
+            return None
+        if self._jwt is None or self._jwt[0] is not config:
+            self._jwt = (config, JwtVerifier(config, self._root))
+        return self._jwt[1].verify(token)
+
+
+class JwtVerifier:
+    def __init__(self, config: JwtConfig, root: Path) -> None:
+        self._config = config
+        self._key: Any = None
+        self._jwks: jwt.PyJWKSet | None = None
+        if config.public_key_file is not None:
+            self._key = (root / config.public_key_file).read_text()
+        elif config.jwks_file is not None:
+            self._jwks = jwt.PyJWKSet.from_json((root / config.jwks_file).read_text())
+        else:
+            self._key = config.secret
+
+    def verify(self, token: str) -> AccessToken | None:
+        config = self._config
+        try:
+            key = self._key
+            if self._jwks is not None:
+                kid = jwt.get_unverified_header(token).get("kid")
+                key = next((k.key for k in self._jwks.keys if k.key_id == kid), None)
+                if key is None:
+                    logger.info("JWT refused: unknown key id %r", kid)
+                    return None
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(config.algorithms),
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway_seconds,
+                options={"require": ["exp", "iss", "aud", config.subject_claim]},
+            )
+        except jwt.PyJWTError as exc:
+            logger.info("JWT refused: %s", exc)
+            return None
+        subject = claims.get(config.subject_claim)
+        if not isinstance(subject, str) or not subject:
+            return None
+        roles = claims.get(config.roles_claim) if config.roles_claim else None
+        granted = [f"{config.role_prefix}{r}" for r in roles if isinstance(r, str)] if isinstance(roles, list) else []
+        tenant = claims.get(config.tenant_claim) if config.tenant_claim else None
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("azp") or claims.get("client_id") or subject),
+            scopes=str(claims.get("scope", "")).split(),
+            expires_at=int(claims["exp"]),
+            subject=subject,
+            claims={"auth": "jwt", "tenant": tenant if isinstance(tenant, str) else None, "roles": granted},
+        )
 
 
 class ApiKeyVerifier:

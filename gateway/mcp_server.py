@@ -39,6 +39,7 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
     def caller(ctx: ServerRequestContext[Any]) -> Caller:
         name, client_version = _client_info(ctx)
         tenant = gateway.config.identity.default_tenant
+        granted: tuple[str, ...] = ()
         if transport == "stdio":
             subject, auth = stdio_subject, "stdio"
         else:
@@ -47,9 +48,11 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
             subject = token.subject if token is not None else None
             auth = str(claims.get("auth", "bearer")) if token is not None else "none"
             tenant = claims.get("tenant") or tenant
+            granted = tuple(claims.get("roles") or ())
         return Caller(
             subject=subject,
             tenant=tenant,
+            granted_roles=granted,
             auth=auth,
             transport=transport,
             client_name=name,
@@ -61,7 +64,9 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         _remember_connection(connections, ctx)
-        return types.ListToolsResult(tools=[to_mcp_tool(d) for d in gateway.visible_tools(caller(ctx).subject)])
+        who = caller(ctx)
+        tools = gateway.visible_tools(who.subject, who.granted_roles)
+        return types.ListToolsResult(tools=[to_mcp_tool(d) for d in tools])
 
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         who = caller(ctx)
@@ -69,20 +74,18 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         progress = ctx.session.report_progress if wants_progress else None
         relay = SessionRelay(ctx) if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS else None
         outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress, relay=relay)
-        listed = gateway.visible_tool(who.subject, params.name)
+        listed = gateway.visible_tool(who.subject, params.name, who.granted_roles)
         return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
 
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=gateway.visible_resources(caller(ctx).subject))
+        return types.ListResourcesResult(resources=gateway.visible_resources(caller(ctx)))
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(
-            resource_templates=gateway.visible_resource_templates(caller(ctx).subject)
-        )
+        return types.ListResourceTemplatesResult(resource_templates=gateway.visible_resource_templates(caller(ctx)))
 
     async def read_resource(
         ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
@@ -93,7 +96,7 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=gateway.visible_prompts(caller(ctx).subject))
+        return types.ListPromptsResult(prompts=gateway.visible_prompts(caller(ctx)))
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
         outcome, result = await gateway.get_prompt(caller(ctx), params.name, params.arguments)

@@ -12,7 +12,7 @@ from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 
 from gateway.gateway import Gateway
-from gateway.http_auth import ApiKeyVerifier
+from gateway.http_auth import BearerVerifier
 from gateway.mcp_server import build_server
 from gateway.version import __version__
 
@@ -31,7 +31,7 @@ def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:
         streamable_http_path=config.server.path,
         host=host,
         auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}{config.server.path}"),
-        token_verifier=ApiKeyVerifier(lambda: gateway.config.identity.api_keys),
+        token_verifier=BearerVerifier(lambda: gateway.config.identity, config.root),
     )
     # The gateway starts and stops inside the app's lifespan: uvicorn re-raises SIGTERM
     # after serve() returns, so code placed after it would never record the shutdown.

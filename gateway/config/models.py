@@ -45,12 +45,41 @@ class ApiKey(_Model):
         return value
 
 
+class JwtConfig(_Model):
+    """Bearer JWTs from the organisation's identity provider."""
+
+    issuer: str
+    audience: str
+    algorithms: tuple[Literal["HS256", "RS256", "ES256"], ...] = ("RS256", "ES256")
+    secret: str | None = None
+    """HS256 shared secret (use `${ENV}`)."""
+    public_key_file: Path | None = None
+    """PEM public key for RS256 / ES256."""
+    jwks_file: Path | None = None
+    """A JWKS document; the token's `kid` picks the key."""
+    subject_claim: str = "sub"
+    roles_claim: str | None = "roles"
+    role_prefix: str = "role:"
+    """Prepended to each role from the token, to name a policy role (`finance` -> `role:finance`)."""
+    tenant_claim: str | None = "tenant"
+    leeway_seconds: float = Field(default=30, ge=0)
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> JwtConfig:
+        if self.secret is None and self.public_key_file is None and self.jwks_file is None:
+            raise ValueError("a JWT config needs a secret, a public_key_file or a jwks_file")
+        if self.secret is not None and "HS256" not in self.algorithms:
+            raise ValueError("a secret is only used with HS256: add it to algorithms")
+        return self
+
+
 class IdentityConfig(_Model):
     default_subject: str | None = None
     """The stdio caller when neither --as nor PORTCULLIS_SUBJECT is given."""
     default_tenant: str | None = None
     """The tenant of callers whose credentials name none (`subject.tenant` in conditions)."""
     api_keys: tuple[ApiKey, ...] = ()
+    jwt: JwtConfig | None = None
 
 
 class PolicyConfig(_Model):

@@ -30,7 +30,8 @@ class Authorization:
         if entry is None and quarantined is None:
             decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
             return Stop(call.evolve(decision=decision), unknown_tool(call.tool_name, self.name))
-        if self._policy.decide(subject, call.tool_name).decision is Decision.DENY:
+        granted = call.caller.granted_roles
+        if self._policy.decide(subject, call.tool_name, granted=granted).decision is Decision.DENY:
             # Not even conditionally callable: the tool does not exist for this caller.
             denied = PolicyDecision(decision=Decision.DENY, roles=call.roles)
             return Stop(call.evolve(decision=denied), unknown_tool(call.tool_name, self.name))
@@ -38,7 +39,7 @@ class Authorization:
             "args": call.arguments,
             "subject": {"id": subject, "tenant": call.caller.tenant, "roles": list(call.roles)},
         }
-        decision = self._policy.decide(subject, call.tool_name, "call", context)
+        decision = self._policy.decide(subject, call.tool_name, "call", context, granted)
         call = call.evolve(tool=entry[0] if entry else None, decision=decision)
         if decision.decision is Decision.DENY:
             message = f"policy denies this call to {call.tool_name}: {decision.reason}"

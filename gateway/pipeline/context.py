@@ -21,6 +21,8 @@ class Caller(BaseModel):
 
     subject: str | None
     tenant: str | None = None
+    granted_roles: tuple[str, ...] = ()
+    """Roles the credentials grant (a JWT's roles claim), beside those the policy gives the subject."""
     auth: str
     """`stdio` (the --as subject), `api_key`, `cli`."""
     transport: str

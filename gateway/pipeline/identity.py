@@ -20,4 +20,4 @@ class Identity:
         subject = call.caller.subject
         if not subject:
             return Stop(call, Outcome.refuse(OutcomeCode.UNAUTHENTICATED, "no authenticated caller", stage=self.name))
-        return Continue(call.evolve(roles=self._policy.roles_for(subject)))
+        return Continue(call.evolve(roles=self._policy.roles_for(subject, call.caller.granted_roles)))

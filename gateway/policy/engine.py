@@ -94,11 +94,24 @@ class PolicyEngine:
         version = hashlib.sha256(model_text.encode() + b"\0" + _read(policy_path).encode()).hexdigest()
         return cls(rules, groups, version)
 
-    def roles_for(self, subject: str) -> tuple[str, ...]:
-        return self._roles.get(subject, ())
+    def roles_for(self, subject: str, granted: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The subject's roles from the policy, plus roles granted by its credentials and what they inherit."""
+        roles = self._roles.get(subject, ())
+        if not granted:
+            return roles
+        merged = dict.fromkeys(roles)
+        for role in granted:
+            merged[role] = None
+            merged.update(dict.fromkeys(self._enforcer.get_implicit_roles_for_user(role)))
+        return tuple(merged)
 
     def decide(
-        self, subject: str, tool: str, action: str = "call", context: dict[str, Any] | None = None
+        self,
+        subject: str,
+        tool: str,
+        action: str = "call",
+        context: dict[str, Any] | None = None,
+        granted: tuple[str, ...] = (),
     ) -> PolicyDecision:
         """The decision for one request.
 
@@ -107,7 +120,7 @@ class PolicyEngine:
         it (listing tools, before any arguments exist) conditional allow and approve rules count
         and conditional deny rules do not: the question is "could this caller call it at all?".
         """
-        roles = self.roles_for(subject)
+        roles = self.roles_for(subject, granted)
         found: dict[Effect, Rule] = {}
         matches: list[RuleMatch] = []
         for holder in (subject, *roles):

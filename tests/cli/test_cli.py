@@ -114,7 +114,7 @@ def test_a_broken_policy_file_is_reported_with_its_line(config_path: Path) -> No
 
 def test_a_condition_reading_an_argument_the_tool_lacks_is_a_load_error(config_path: Path) -> None:
     policy = config_path.parent / "policies" / "policy.csv"
-    policy.write_text(policy.read_text() + "p, role:support, email.send, call, deny, when args.cc endswith \"@x\"\n")
+    policy.write_text(policy.read_text() + 'p, role:support, email.send, call, deny, when args.cc endswith "@x"\n')
     lines = len(policy.read_text().splitlines())
     code, _, err = run("tools", "list", "--config", str(config_path))
     assert code == 1
