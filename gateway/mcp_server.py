@@ -33,7 +33,14 @@ ERROR_META_KEY = "portcullis/error"
 """`_meta` key of every refusal: `code`, `message`, `stage`, `audit_id` and details."""
 
 
-def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None = None, version: str = "") -> Server:
+def build_server(
+    gateway: Gateway,
+    *,
+    transport: str,
+    stdio_subject: str | None = None,
+    stdio_auth: str = "stdio",
+    version: str = "",
+) -> Server:
     """A low-level MCP server whose every tool call goes through `gateway`."""
 
     def caller(ctx: ServerRequestContext[Any]) -> Caller:
@@ -41,7 +48,7 @@ def build_server(gateway: Gateway, *, transport: str, stdio_subject: str | None 
         tenant = gateway.config.identity.default_tenant
         granted: tuple[str, ...] = ()
         if transport == "stdio":
-            subject, auth = stdio_subject, "stdio"
+            subject, auth = stdio_subject, stdio_auth
         else:
             token = get_access_token()
             claims = (token.claims or {}) if token is not None else {}

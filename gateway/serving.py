@@ -17,8 +17,9 @@ from gateway.mcp_server import build_server
 from gateway.version import __version__
 
 
-async def serve_stdio(gateway: Gateway, subject: str) -> None:
-    server = build_server(gateway, transport="stdio", stdio_subject=subject, version=__version__)
+async def serve_stdio(gateway: Gateway, subject: str, how: str = "stdio") -> None:
+    """Serve one stdio client as `subject`; `how` (stdio:os_user, stdio:--as, stdio:env) goes to the audit log."""
+    server = build_server(gateway, transport="stdio", stdio_subject=subject, stdio_auth=how, version=__version__)
     async with gateway, stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options(NotificationOptions(tools_changed=True)))
 

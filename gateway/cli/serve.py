@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 from pathlib import Path
@@ -29,7 +30,8 @@ from gateway.serving import serve_http, serve_stdio
     "--as",
     "subject",
     default=None,
-    help="The caller's identity on stdio. Default: $PORTCULLIS_SUBJECT, then identity.default_subject.",
+    help="The caller on stdio (only if identity.allow_choosing_subject). Default: $PORTCULLIS_SUBJECT,"
+    " then the OS user mapped by identity.os_users.",
 )
 def serve(config_path: Path, transport: str, host: str | None, port: int | None, subject: str | None) -> None:
     """Serve the gateway over MCP (Streamable HTTP or stdio).
@@ -43,13 +45,21 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
     gateway = load_gateway(config_path)
     config = gateway.config
     if transport == "stdio":
-        who = subject or os.environ.get("PORTCULLIS_SUBJECT") or config.identity.default_subject
-        if not who:
+        chosen, how = (subject, "stdio:--as") if subject else (os.environ.get("PORTCULLIS_SUBJECT"), "stdio:env")
+        if chosen and not config.identity.allow_choosing_subject:
             raise click.ClickException(
-                "no caller identity for stdio: pass --as SUBJECT, set PORTCULLIS_SUBJECT,"
-                " or set identity.default_subject in the config"
+                "this deployment does not let the caller choose its subject (identity.allow_choosing_subject);"
+                f" the stdio caller is the OS user {getpass.getuser()!r}, mapped by identity.os_users"
             )
-        anyio.run(serve_stdio, gateway, who)
+        if not chosen:
+            user = getpass.getuser()
+            chosen, how = config.identity.os_users.get(user), "stdio:os_user"
+            if not chosen:
+                raise click.ClickException(
+                    f"no caller identity for stdio: OS user {user!r} is not mapped in identity.os_users"
+                    + (" (or pass --as SUBJECT)" if config.identity.allow_choosing_subject else "")
+                )
+        anyio.run(serve_stdio, gateway, chosen, how)
         return
     server = config.server
     anyio.run(serve_http, gateway, host or server.host, server.port if port is None else port)

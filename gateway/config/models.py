@@ -74,8 +74,11 @@ class JwtConfig(_Model):
 
 
 class IdentityConfig(_Model):
-    default_subject: str | None = None
-    """The stdio caller when neither --as nor PORTCULLIS_SUBJECT is given."""
+    os_users: dict[str, str] = Field(default_factory=dict)
+    """stdio: operating-system user -> subject. By default the stdio caller is the OS user running the process."""
+    allow_choosing_subject: bool = False
+    """stdio: honour `--as` and $PORTCULLIS_SUBJECT. Only for demos and tests: anyone who can start the
+    process can then claim to be anyone."""
     default_tenant: str | None = None
     """The tenant of callers whose credentials name none (`subject.tenant` in conditions)."""
     api_keys: tuple[ApiKey, ...] = ()

@@ -126,7 +126,15 @@ def test_serve_on_stdio_refuses_to_start_without_an_identity(
 ) -> None:
     monkeypatch.delenv("PORTCULLIS_SUBJECT", raising=False)
     code, _, err = run("serve", "--config", str(config_path), "--transport", "stdio")
-    assert code == 1 and "no caller identity for stdio" in err
+    assert code == 1 and "is not mapped in identity.os_users" in err
+
+
+def test_serve_on_stdio_refuses_a_chosen_subject_unless_the_deployment_allows_it(config_path: Path) -> None:
+    config_path.write_text(
+        config_path.read_text().replace("allow_choosing_subject: true", "allow_choosing_subject: false")
+    )
+    code, _, err = run("serve", "--config", str(config_path), "--transport", "stdio", "--as", "erin")
+    assert code == 1 and "does not let the caller choose its subject" in err
 
 
 async def fill(gateway: Gateway) -> None:

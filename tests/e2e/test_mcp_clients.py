@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -185,3 +186,27 @@ def test_http_without_a_valid_key_gets_401(http_url: str, header: str | None) ->
     response = httpx.post(http_url, json=request, headers=headers, timeout=10)
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_stdio_caller_is_the_os_user_mapped_by_config(mode: str, tmp_path: Path) -> None:
+    import getpass
+    import sys
+
+    from mcp import Client, StdioServerParameters
+    from support import make_deployment
+
+    config = make_deployment(
+        tmp_path / "d", changes={"identity": {"os_users": {getpass.getuser(): "bob"}, "allow_choosing_subject": False}}
+    )
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(config)],
+        env={"PATH": "/usr/bin:/bin", "PORTCULLIS_SUBJECT": ""},
+    )
+    async with Client(params, mode=mode) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("crm.get_customer", {"customer_id": "C001"})
+    assert names == DEMO_VIEW["bob"]
+    record = audit_record(config, result.meta[AUDIT_ID_META_KEY])  # type: ignore[index]
+    assert (record["subject"], json.loads(record["body"])["auth"]) == ("bob", "stdio:os_user")
