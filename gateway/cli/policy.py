@@ -8,10 +8,13 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.cli.options import config_option, echo_json, json_option, load_gateway
+from gateway.audit import open_readonly, parse_since
+from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
+from gateway.policy import PolicyEngine
 from gateway.policy.lint import lint
+from gateway.policy.replay import replay
 from gateway.policy.testing import CaseResult, PolicyCase, default_test_files, load_cases
 
 
@@ -132,3 +135,44 @@ def lint_policy(config_path: Path, as_json: bool) -> None:
         click.echo(f"{errors} error(s), {len(findings) - errors} warning(s)")
     if any(f.level == "error" for f in findings):
         raise SystemExit(1)
+
+
+@policy.command("replay")
+@config_option
+@click.option(
+    "--policy",
+    "candidate",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder with the candidate model.conf and policy.csv.",
+)
+@click.option("--since", default="7d", show_default=True, help="How far back: 15m, 1h, 7d or an ISO-8601 time.")
+@json_option
+def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool) -> None:
+    """List every recorded call whose decision the candidate policy would change.
+
+    Example: portcullis policy replay --policy ../candidate/policies --since 7d
+    """
+    config = load(config_path)
+    try:
+        engine = PolicyEngine.from_files(candidate / "model.conf", candidate / "policy.csv")
+        parse_since(since)
+    except ConfigError as exc:
+        raise click.ClickException("invalid candidate policy:\n  " + "\n  ".join(exc.problems)) from exc
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    database = config.resolve(config.audit.path)
+    if not database.exists():
+        raise click.ClickException(f"no audit database at {database}")
+    connection = open_readonly(database)
+    try:
+        report = replay(connection, engine, since)
+    finally:
+        connection.close()
+    if as_json:
+        echo_json(report.model_dump())
+        return
+    for change in report.changes:
+        click.echo(f"#{change.seq} {change.ts} {change.subject} {change.tool}: {change.old} -> {change.new}")
+        click.echo(f"    now: {change.new_rule}")
+    click.echo(f"{report.replayed} call(s) replayed, {len(report.changes)} decision(s) would change")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from gateway import Gateway
 from gateway.cli import main
+from gateway.pipeline import Caller
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -77,3 +81,27 @@ def test_lint_reports_errors_and_warnings(config_path: Path) -> None:
     assert has("warning", "role 'role:orphan' is held by no subject")
     assert has("warning", "shadowed by the deny rule at")
     assert has("error", "contradicted by the deny rule at")
+
+
+@pytest.mark.anyio
+async def test_replay_lists_the_recorded_calls_a_candidate_policy_would_decide_differently(
+    gateway: Gateway, config_path: Path, tmp_path: Path
+) -> None:
+    bob = Caller(subject="bob", auth="test", transport="test")
+    alice = Caller(subject="alice", auth="test", transport="test")
+    await gateway.call_tool(bob, "payments.refund", {"customer_id": "C001", "amount": 80, "reason": "r"})
+    await gateway.call_tool(bob, "payments.refund", {"customer_id": "C001", "amount": 800, "reason": "r"})
+    await gateway.call_tool(alice, "crm.find_customer", {"query": "ada"})
+    candidate = tmp_path / "candidate"
+    shutil.copytree(config_path.parent / "policies", candidate)
+    rules = candidate / "policy.csv"
+    rules.write_text(rules.read_text().replace("when args.amount <= 100", "when args.amount <= 50"))
+    code, out, _ = run("policy", "replay", "--config", str(config_path), "--policy", str(candidate), "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["replayed"] == 3
+    assert [(c["subject"], c["tool"], c["old"], c["new"]) for c in report["changes"]] == [
+        ("bob", "payments.refund", "allow", "deny")
+    ]
+    unchanged = run("policy", "replay", "--config", str(config_path), "--policy", str(config_path.parent / "policies"))
+    assert unchanged[0] == 0 and "0 decision(s) would change" in unchanged[1]
