@@ -28,6 +28,7 @@ from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipel
 from gateway.policy.engine import RuleMatch
 from gateway.snapshot import Snapshot, load_policy
 from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition, UpstreamError
+from gateway.sources.builtin import BuiltinSource
 from gateway.sources.mcp_upstream import McpUpstream
 from gateway.sources.pins import changed_fields
 from gateway.sources.registry import SourceSet
@@ -66,7 +67,7 @@ class Gateway:
         self.config = config
         self._stamps = _stamps(self._watched())  # before reading: a change during loading is seen later
         self.policy = load_policy(config)
-        self.sources = SourceSet(config, on_change=self._sources_changed)
+        self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[BuiltinSource(self)])
         self.audit = AuditStore(config.resolve(config.audit.path))
         self._listeners: list[Listener] = []
         self._reported: set[tuple[str, str]] = set()

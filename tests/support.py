@@ -56,7 +56,7 @@ DEMO_VIEW: dict[str, set[str]] = {
     "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
     "carol": _SUPPORT | {"payments.refund"},
     "dave": set(),
-    "erin": set(DEMO_TOOLS),
+    "erin": set(DEMO_TOOLS) | {"gateway.policy_check"},
     "mallory": set(),
 }
 """The demo tools each demo subject may call (or request approval for)."""

@@ -11,13 +11,11 @@ import click
 import yaml
 
 from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
-from gateway.config import GatewayConfig
 from gateway.outcomes import ConfigError, Decision
-from gateway.snapshot import Snapshot, load_policy
+from gateway.snapshot import Snapshot
 from gateway.sources.base import SourceHealth
 from gateway.sources.openapi import import_openapi
 from gateway.sources.pins import PinStatus, diff
-from gateway.sources.registry import SourceSet
 
 T = TypeVar("T")
 
@@ -27,13 +25,13 @@ def tools() -> None:
     """Inspect the tool catalog, pin upstream tool definitions, import OpenAPI documents."""
 
 
-def _live(config: GatewayConfig, work: Callable[[Snapshot, list[SourceHealth]], T]) -> T:
+def _live(config_path: Path, work: Callable[[Snapshot, list[SourceHealth]], T]) -> T:
     """Start the sources (connecting to upstreams), build the catalog, run `work` on it."""
+    gateway = load_gateway(config_path)
 
     async def run() -> T:
-        policy = load_policy(config)
-        async with SourceSet(config) as sources:
-            return work(Snapshot.build(config, policy, sources.sources), sources.health())
+        async with gateway.sources as sources:
+            return work(Snapshot.build(gateway.config, gateway.policy, sources.sources), sources.health())
 
     try:
         return anyio.run(run)
@@ -50,7 +48,6 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
 
     Example: portcullis tools list --as alice --json
     """
-    load_gateway(config_path)  # reports a broken deployment the same way every command does
 
     def rows(snapshot: Snapshot, health: list[SourceHealth]) -> tuple[list[dict[str, Any]], list[SourceHealth]]:
         status = {h.source: h.status for h in health}
@@ -68,7 +65,7 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
                 listed.append(_row(definition.model_dump(), f"quarantined ({verdict.status.value})", status))
         return listed, health
 
-    listed, health = _live(load(config_path), rows)
+    listed, health = _live(config_path, rows)
     if as_json:
         echo_json(listed)
         return
@@ -117,7 +114,7 @@ def pin(config_path: Path, names: tuple[str, ...]) -> None:
         lock.pinned(chosen).save(lock_path)
         return [d.name for d in chosen if lock.status(d) is not PinStatus.PINNED]
 
-    changed = _live(config, record)
+    changed = _live(config_path, record)
     listed = f": {', '.join(changed)}" if changed else ""
     click.echo(f"pinned {len(changed)} changed or new tool(s) in {lock_path}{listed}")
 
@@ -132,7 +129,6 @@ def diff_tool(config_path: Path, name: str) -> None:
 
     Example: portcullis tools diff kb.search
     """
-    config = load(config_path)
 
     def compare(snapshot: Snapshot, health: list[SourceHealth]) -> str:
         listed, quarantined = snapshot.catalog.get(name), snapshot.catalog.quarantined.get(name)
@@ -142,7 +138,7 @@ def diff_tool(config_path: Path, name: str) -> None:
             raise click.ClickException(f"no tool {name} live or pinned")
         return diff(pin_, live)
 
-    text = _live(config, compare)
+    text = _live(config_path, compare)
     if not text:
         click.echo(f"{name}: live definition matches its pin")
         return

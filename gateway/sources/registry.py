@@ -24,8 +24,14 @@ from gateway.sources.python import PythonToolSource
 
 
 class SourceSet:
-    def __init__(self, config: GatewayConfig, on_change: Callable[[], Awaitable[None]] | None = None) -> None:
-        sources: list[ToolSource] = [
+    def __init__(
+        self,
+        config: GatewayConfig,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+        builtin: list[ToolSource] | None = None,
+    ) -> None:
+        sources: list[ToolSource] = list(builtin or [])
+        sources += [
             PythonToolSource(config.resolve(entry.path), dict(entry.settings), config.root)
             for entry in config.tools.python
         ]

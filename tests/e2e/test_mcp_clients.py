@@ -210,3 +210,18 @@ async def test_the_stdio_caller_is_the_os_user_mapped_by_config(mode: str, tmp_p
     assert names == DEMO_VIEW["bob"]
     record = audit_record(config, result.meta[AUDIT_ID_META_KEY])  # type: ignore[index]
     assert (record["subject"], json.loads(record["body"])["auth"]) == ("bob", "stdio:os_user")
+
+
+async def test_admins_can_ask_the_gateway_to_explain_a_decision(connect: Connect) -> None:
+    async with connect("erin") as client:
+        listed = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool(
+            "gateway.policy_check", {"subject": "bob", "tool": "payments.refund", "args": {"amount": 500}}
+        )
+    assert "gateway.policy_check" in listed
+    assert result.structured_content is not None
+    assert result.structured_content["decision"] == "approval_required"
+    assert result.structured_content["approver"] == "role:manager"
+    async with connect("alice") as client:
+        refused = await client.call_tool("gateway.policy_check", {"subject": "bob", "tool": "payments.refund"})
+    assert error(refused)["code"] == "unknown_tool"
