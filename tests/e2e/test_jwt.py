@@ -130,3 +130,26 @@ async def test_roles_from_a_token_decide_what_its_subject_sees(
     nobody = await tools_for(url, token(SECRET, "HS256"))
     assert "email.send" in support and "payments.refund" not in support
     assert nobody == set()
+
+
+def test_es256_tokens_are_checked_against_a_pem_public_key(tmp_path: Path, serve_http: Callable[[Path], str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    root = tmp_path / "deployment"
+    root.mkdir()
+    (root / "idp.pem").write_bytes(pem)
+    config = make_deployment(
+        root,
+        changes={
+            "identity": {
+                "jwt": {"issuer": ISSUER, "audience": AUDIENCE, "algorithms": ["ES256"], "public_key_file": "idp.pem"}
+            }
+        },
+    )
+    url = serve_http(config)
+    assert status(url, token(key, "ES256")) != 401
+    assert status(url, token(ec.generate_private_key(ec.SECP256R1()), "ES256")) == 401
+    assert status(url, token(key, "ES256", aud="someone-else")) == 401
