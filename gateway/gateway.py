@@ -18,6 +18,8 @@ import anyio
 import mcp.types as types
 from pydantic import BaseModel, ConfigDict
 
+from gateway.approvals import ApprovalRequest
+from gateway.approvals.service import ApprovalService
 from gateway.audit import AuditRecord, AuditStore, redact_arguments
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
@@ -69,6 +71,7 @@ class Gateway:
         self.policy = load_policy(config)
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[BuiltinSource(self)])
         self.audit = AuditStore(config.resolve(config.audit.path))
+        self.approvals = ApprovalService(self)
         self._listeners: list[Listener] = []
         self._reported: set[tuple[str, str]] = set()
         self._stack: AsyncExitStack | None = None
@@ -102,9 +105,10 @@ class Gateway:
             await self.audit.append(self._lifecycle("gateway.start"))
             await stack.enter_async_context(self.sources)
             await self._refresh()
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tasks.cancel_scope.cancel)
+            tasks.start_soon(self._work_the_queue)
             if self.config.policy.watch_seconds > 0:
-                tasks = await stack.enter_async_context(anyio.create_task_group())
-                stack.callback(tasks.cancel_scope.cancel)
                 tasks.start_soon(self._watch)
         except BaseException:
             # Unwind before re-raising: leaving the sources' task group with the error in
@@ -129,6 +133,41 @@ class Gateway:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    # --- the approval queue ---------------------------------------------------
+
+    async def _work_the_queue(self) -> None:
+        """Run approved requests (exactly once: the claim is a compare-and-swap) and expire stale ones."""
+        while True:
+            try:
+                await self.approvals.sweep()
+                await self.approvals.run_approved()
+            except Exception:  # the queue must outlive a bad request or a busy database
+                logger.exception("approval queue pass failed")
+            await anyio.sleep(self.config.approvals.poll_seconds)
+
+    async def run_approved(self, request: ApprovalRequest) -> Outcome:
+        """Run an approved request as its requester, through the whole pipeline (policy and guardrails again)."""
+        snapshot, pipeline, _ = self._current
+        caller = Caller(
+            subject=request.subject,
+            tenant=request.tenant,
+            granted_roles=tuple(request.roles),
+            auth="approval",
+            transport="approval-queue",
+        )
+        call = self._new_call(snapshot, caller, request.tool, request.arguments, execute=True)
+        return await pipeline.run(call.evolve(approved=request))
+
+    async def _quick_path(self, outcome: Outcome, progress: ProgressReporter | None) -> Outcome:
+        """Wait a little for the decision and the run, so an approved call answers in the same call."""
+        approval_id = outcome.data.get("approval_id")
+        if outcome.code is not OutcomeCode.APPROVAL_REQUIRED or not approval_id:
+            return outcome
+        request = await self.approvals.wait(approval_id, self.config.approvals.wait_seconds, progress)
+        if request is None:
+            return outcome
+        return self.approvals.outcome_of(request).model_copy(update={"audit_id": outcome.audit_id})
 
     # --- hot reload -------------------------------------------------------
 
@@ -435,7 +474,8 @@ class Gateway:
         """Run one call through the audited pipeline."""
         snapshot, pipeline, _ = self._current
         call = self._new_call(snapshot, caller, name, arguments, execute=True, progress=progress)
-        return await pipeline.run(call.evolve(relay=relay) if relay is not None else call)
+        outcome = await pipeline.run(call.evolve(relay=relay) if relay is not None else call)
+        return await self._quick_path(outcome, progress)
 
     async def check(self, subject: str, name: str, arguments: Any) -> CheckReport:
         """The pipeline run without executing, recording or queueing anything."""

@@ -198,6 +198,18 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
     into a client-side schema error.
     """
     meta: dict[str, Any] = {**outcome.meta, AUDIT_ID_META_KEY: outcome.audit_id}
+    if outcome.code is OutcomeCode.APPROVAL_REQUIRED and not output_schema_listed and "approval_id" in outcome.data:
+        # Waiting for a person is not a failure: a plain result tells the model what to do next.
+        # (A tool with an outputSchema cannot answer this way: clients check results against it.)
+        pending = {k: outcome.data.get(k) for k in ("status", "approval_id", "expires_at", "approvers")}
+        return types.CallToolResult.model_validate(
+            {
+                "content": [{"type": "text", "text": outcome.message}],
+                "structuredContent": pending,
+                "isError": False,
+                "_meta": {**meta, ERROR_META_KEY: {"code": outcome.code.value, **outcome.data}},
+            }
+        )
     if outcome.ok:
         return types.CallToolResult.model_validate(
             {"content": outcome.content, "structuredContent": outcome.structured, "isError": False, "_meta": meta}

@@ -51,12 +51,14 @@ _SUPPORT = {
     "inventory.get_item",
     "inventory.list_items",
 }
+_FOLLOW = {"gateway.approval_status", "gateway.approval_wait"}
+_DECIDE = {"gateway.approvals_pending", "gateway.approve", "gateway.deny"}
 DEMO_VIEW: dict[str, set[str]] = {
     "alice": _SUPPORT,
-    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"},
-    "carol": _SUPPORT | {"payments.refund"},
+    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"} | _FOLLOW,
+    "carol": _SUPPORT | {"payments.refund"} | _FOLLOW | _DECIDE,
     "dave": set(),
-    "erin": set(DEMO_TOOLS) | {"gateway.policy_check"},
+    "erin": set(DEMO_TOOLS) | {"gateway.policy_check"} | _FOLLOW | _DECIDE,
     "mallory": set(),
 }
 """The demo tools each demo subject may call (or request approval for)."""
@@ -117,8 +119,9 @@ def make_deployment(
     with (root / "policies" / "policy.csv").open("a") as policy:
         policy.write(TEST_POLICY + extra_policy)
     config = (REPO / "portcullis.yaml").read_text() + textwrap.dedent(extra_config)
-    if changes:
-        config = yaml.safe_dump(_merge(yaml.safe_load(config), changes), sort_keys=False)
+    # Tests answer 'pending' at once unless they test the quick path, and poll the queue quickly.
+    changes = _merge({"approvals": {"wait_seconds": 0, "poll_seconds": 0.05}}, changes or {})
+    config = yaml.safe_dump(_merge(yaml.safe_load(config), changes), sort_keys=False)
     (root / "portcullis.yaml").write_text(config)
     return root / "portcullis.yaml"
 

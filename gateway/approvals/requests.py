@@ -46,12 +46,25 @@ class ApprovalRequest(BaseModel):
     approvals_required: int = 1
     reasons: list[str]
     call_id: str
+    expires_at: str | None = None
+    approved_at: str | None = None
+    execute_by: str | None = None
+    finished_at: str | None = None
+    result: dict[str, Any] | None = None
+    """The outcome of the executed call (code, message, content, structured)."""
+    tenant: str | None = None
+    roles: list[str] = []
+    """Roles the requester's credentials granted (a JWT's), to run the call as they were."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
 
     def insert(self) -> Statement:
         return Statement(
             "INSERT INTO approval_requests (id, created_at, status, subject, tool, arguments, arguments_digest,"
-            " definition_hash, policy_version, approver_role, approvals_required, reasons, call_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " definition_hash, policy_version, approver_role, approvals_required, reasons, call_id, expires_at,"
+            " tenant, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self.id,
                 self.created_at,
@@ -66,6 +79,9 @@ class ApprovalRequest(BaseModel):
                 self.approvals_required,
                 canonical_json(self.reasons),
                 self.call_id,
+                self.expires_at,
+                self.tenant,
+                canonical_json(self.roles),
             ),
         )
 
@@ -81,6 +97,9 @@ def pending_request(
     reasons: list[str],
     call_id: str,
     approvals_required: int = 1,
+    expires_at: str | None = None,
+    tenant: str | None = None,
+    roles: list[str] | None = None,
 ) -> ApprovalRequest:
     return ApprovalRequest(
         id=new_id(),
@@ -96,20 +115,52 @@ def pending_request(
         approvals_required=approvals_required,
         reasons=reasons,
         call_id=call_id,
+        expires_at=expires_at,
+        tenant=tenant,
+        roles=roles or [],
     )
 
 
-def list_requests(connection: sqlite3.Connection, status: ApprovalStatus | None = None) -> list[ApprovalRequest]:
-    sql = "SELECT * FROM approval_requests"
-    params: tuple[Any, ...] = ()
+TERMINAL = frozenset(
+    {
+        ApprovalStatus.DENIED,
+        ApprovalStatus.EXPIRED,
+        ApprovalStatus.CANCELLED,
+        ApprovalStatus.SUCCEEDED,
+        ApprovalStatus.FAILED,
+    }
+)
+
+
+def list_requests(
+    connection: sqlite3.Connection, status: ApprovalStatus | None = None, request_id: str | None = None
+) -> list[ApprovalRequest]:
+    clauses, params = [], []
     if status is not None:
-        sql += " WHERE status = ?"
-        params = (status.value,)
+        clauses.append("status = ?")
+        params.append(status.value)
+    if request_id is not None:
+        clauses.append("id = ?")
+        params.append(request_id)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     connection.row_factory = sqlite3.Row
-    rows = connection.execute(sql + " ORDER BY created_at, id", params).fetchall()
-    return [
-        ApprovalRequest.model_validate(
-            {**dict(row), "arguments": json.loads(row["arguments"]), "reasons": json.loads(row["reasons"])}
-        )
-        for row in rows
-    ]
+    rows = connection.execute(f"SELECT * FROM approval_requests{where} ORDER BY created_at, id", params).fetchall()
+    connection.row_factory = None
+    return [_from_row(row) for row in rows]
+
+
+def _from_row(row: sqlite3.Row) -> ApprovalRequest:
+    data = dict(row)
+    for field in ("arguments", "reasons", "result", "roles"):
+        if data.get(field) is not None:
+            data[field] = json.loads(data[field])
+    if data.get("roles") is None:
+        data["roles"] = []
+    return ApprovalRequest.model_validate(data)
+
+
+def decisions(connection: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        "SELECT approver, decision, comment, ts FROM approval_decisions WHERE request_id = ? ORDER BY ts", (request_id,)
+    ).fetchall()
+    return [{"approver": a, "decision": d, "comment": c, "ts": t} for a, d, c, t in rows]

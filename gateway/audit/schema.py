@@ -56,7 +56,34 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     approver_role TEXT,
     approvals_required INTEGER NOT NULL DEFAULT 1,
     reasons TEXT NOT NULL,
-    call_id TEXT NOT NULL
+    call_id TEXT NOT NULL,
+    expires_at TEXT,
+    approved_at TEXT,
+    execute_by TEXT,
+    finished_at TEXT,
+    result TEXT,
+    tenant TEXT,
+    roles TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approval_requests (status, created_at);
+
+CREATE TABLE IF NOT EXISTS approval_decisions (
+    request_id TEXT NOT NULL REFERENCES approval_requests (id),
+    approver TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    comment TEXT,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (request_id, approver)
+);
 """
+
+APPROVAL_COLUMNS = {
+    "expires_at": "TEXT",
+    "approved_at": "TEXT",
+    "execute_by": "TEXT",
+    "finished_at": "TEXT",
+    "result": "TEXT",
+    "tenant": "TEXT",
+    "roles": "TEXT NOT NULL DEFAULT '[]'",
+}
+"""Columns added after the first release: databases created before them get them on open."""

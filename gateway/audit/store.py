@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit.records import AuditRecord, chain_hash
-from gateway.audit.schema import GENESIS_HASH, SCHEMA
+from gateway.audit.schema import APPROVAL_COLUMNS, GENESIS_HASH, SCHEMA
 from gateway.outcomes import AuditWriteError
 
 MAX_BATCH = 512
@@ -31,10 +31,19 @@ MAX_BATCH = 512
 
 @dataclass(frozen=True)
 class Statement:
-    """A write that must commit in the same transaction as its audit record."""
+    """A write that must commit in the same transaction as its audit record.
+
+    With `expect_rows`, the statement is a compare-and-swap: if it changes another number
+    of rows, the record and its statements are rolled back and `append` raises `StaleState`.
+    """
 
     sql: str
     params: Sequence[Any] = ()
+    expect_rows: int | None = None
+
+
+class StaleState(Exception):
+    """A compare-and-swap statement found the state changed: nothing was written."""
 
 
 @dataclass
@@ -62,6 +71,10 @@ def open_database(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = connect(path)
     connection.executescript(SCHEMA)
+    present = {row[1] for row in connection.execute("PRAGMA table_info(approval_requests)")}
+    for column, kind in APPROVAL_COLUMNS.items():
+        if column not in present:
+            connection.execute(f"ALTER TABLE approval_requests ADD COLUMN {column} {kind}")
     return connection
 
 
@@ -167,8 +180,10 @@ class AuditStore:
                         ),
                     )
                     for statement in job.statements:
-                        connection.execute(statement.sql, statement.params)
-                except sqlite3.Error as exc:
+                        cursor = connection.execute(statement.sql, statement.params)
+                        if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
+                            raise StaleState(f"expected {statement.expect_rows} row(s), changed {cursor.rowcount}")
+                except (sqlite3.Error, StaleState) as exc:
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
                     failed.append((job, exc))
@@ -206,7 +221,7 @@ def chain_head(connection: sqlite3.Connection) -> tuple[int, str]:
 
 def _settle_error(job: _Job, exc: BaseException) -> None:
     if not job.future.done():
-        job.future.set_exception(AuditWriteError(f"audit write failed: {exc}"))
+        job.future.set_exception(exc if isinstance(exc, StaleState) else AuditWriteError(f"audit write failed: {exc}"))
 
 
 def _stored_salt(connection: sqlite3.Connection) -> str:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 import click
 
-from gateway.approvals import ApprovalStatus, list_requests
+from gateway.approvals import ApprovalRequest, ApprovalStatus, decisions, list_requests
+from gateway.approvals.service import ApprovalError
 from gateway.audit import open_readonly
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load
+from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.gateway import Gateway
+from gateway.pipeline import Caller
+
+T = TypeVar("T")
 
 
 @click.group()
 def approvals() -> None:
-    """List approval requests."""
+    """List, show and decide approval requests."""
 
 
 @approvals.command("list")
@@ -44,3 +53,110 @@ def list_approvals(config_path: Path, status: str, as_json: bool) -> None:
         echo_json(rows)
         return
     echo_table(rows, ["id", "created_at", "status", "subject", "tool", "approver_role", "arguments"])
+
+
+def _service_call(config_path: Path, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    """Run `work` with the gateway's audit store open (the CLI writes through the same chained log)."""
+    gateway = load_gateway(config_path)
+
+    async def run() -> T:
+        gateway.audit.open(gateway.config.audit.salt)
+        try:
+            return await work(gateway)
+        finally:
+            await gateway.audit.close()
+
+    return anyio.run(run)
+
+
+def _approver(gateway: Gateway, subject: str) -> Caller:
+    return Caller(subject=subject, tenant=gateway.config.identity.default_tenant, auth="cli", transport="cli")
+
+
+@approvals.command()
+@config_option
+@click.argument("request_id")
+@json_option
+def show(config_path: Path, request_id: str, as_json: bool) -> None:
+    """Show one request: the call, the reasons, the requester, the decisions so far.
+
+    Example: portcullis approvals show 01M8GKKWXT8R97FVP88ET8QEEA
+    """
+    config = load(config_path)
+    connection = open_readonly(config.resolve(config.audit.path))
+    try:
+        found = list_requests(connection, request_id=request_id)
+        made = decisions(connection, request_id)
+    finally:
+        connection.close()
+    if not found:
+        raise click.ClickException(f"no approval request {request_id}")
+    body = {**found[0].model_dump(mode="json"), "decisions": made}
+    if as_json:
+        echo_json(body)
+        return
+    for key in (
+        "id",
+        "status",
+        "subject",
+        "tool",
+        "arguments",
+        "approver_role",
+        "approvals_required",
+        "reasons",
+        "created_at",
+        "expires_at",
+        "approved_at",
+        "execute_by",
+        "finished_at",
+        "result",
+        "decisions",
+    ):
+        click.echo(
+            f"{key + ':':<20}{json.dumps(body[key], ensure_ascii=False) if not isinstance(body[key], str) else body[key]}"
+        )
+
+
+@approvals.command()
+@config_option
+@click.argument("request_id")
+@click.option("--as", "subject", required=True, help="The approver (never the requester).")
+@click.option("--comment", default=None)
+@json_option
+def approve(config_path: Path, request_id: str, subject: str, comment: str | None, as_json: bool) -> None:
+    """Approve a pending request; a running gateway executes it (exactly once) when the quorum is reached.
+
+    Example: portcullis approvals approve 01M8GKKWXT8R97FVP88ET8QEEA --as carol --comment "checked the invoice"
+    """
+    _decide(config_path, request_id, subject, "approve", comment, as_json)
+
+
+@approvals.command()
+@config_option
+@click.argument("request_id")
+@click.option("--as", "subject", required=True, help="The approver (never the requester).")
+@click.option("--reason", required=True)
+@json_option
+def deny(config_path: Path, request_id: str, subject: str, reason: str, as_json: bool) -> None:
+    """Deny a pending request, with a reason the requester will see.
+
+    Example: portcullis approvals deny 01M8GKKWXT8R97FVP88ET8QEEA --as carol --reason "duplicate"
+    """
+    _decide(config_path, request_id, subject, "deny", reason, as_json)
+
+
+def _decide(config_path: Path, request_id: str, subject: str, decision: str, text: str | None, as_json: bool) -> None:
+    async def work(gateway: Gateway) -> ApprovalRequest:
+        approver = _approver(gateway, subject)
+        if decision == "approve":
+            return await gateway.approvals.approve(request_id, approver, text)
+        return await gateway.approvals.deny(request_id, approver, text or "")
+
+    try:
+        request = _service_call(config_path, work)
+    except ApprovalError as exc:
+        raise click.ClickException(f"{exc.reason}: {exc}") from exc
+    if as_json:
+        echo_json(request.model_dump(mode="json"))
+    else:
+        click.echo(f"request {request.id} is {request.status.value}")

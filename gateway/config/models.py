@@ -223,6 +223,17 @@ class AuditConfig(_Model):
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
 
 
+class ApprovalsConfig(_Model):
+    wait_seconds: float = Field(default=10.0, ge=0)
+    """How long a call that needs approval waits for a decision before answering 'pending'."""
+    expiry_seconds: float = Field(default=24 * 3600, gt=0)
+    """A pending request expires after this."""
+    execution_window_seconds: float = Field(default=15 * 60, gt=0)
+    """An approved request must run within this, or it expires."""
+    poll_seconds: float = Field(default=0.2, gt=0)
+    """How often waiters, the executor and the sweeper look at the queue (it is shared with the CLI)."""
+
+
 class GatewayConfig(_Model):
     """The whole deployment. `root` is the folder of the config file."""
 
@@ -237,6 +248,7 @@ class GatewayConfig(_Model):
     upstreams: tuple[UpstreamConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.root / path).resolve()

@@ -28,7 +28,7 @@ def build_stages(snapshot: Snapshot) -> list[Stage]:
         Identity(snapshot.policy),
         Authorization(snapshot.policy, snapshot.catalog),
         InputGuardrails(snapshot.catalog),
-        Approval(snapshot.policy.version),
+        Approval(snapshot.policy.version, config.approvals.expiry_seconds),
         Execution(config, snapshot.catalog),
         OutputGuardrails(config.limits),
     ]

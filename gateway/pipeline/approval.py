@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from gateway.approvals import pending_request
+from gateway.approvals.service import later
 from gateway.outcomes import Decision, Outcome, OutcomeCode
 from gateway.pipeline.context import CallContext, Continue, Stop
 
@@ -13,14 +14,24 @@ class Approval:
     name: ClassVar[str] = "approval"
     executes: ClassVar[bool] = False
 
-    def __init__(self, policy_version: str) -> None:
+    def __init__(self, policy_version: str, expiry_seconds: float) -> None:
         self._policy_version = policy_version
+        self._expiry_seconds = expiry_seconds
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
         decision, tool = call.decision, call.tool
         if decision is None or tool is None or decision.decision is not Decision.APPROVAL_REQUIRED:
             return Continue(call)
         approver = decision.approver or "an approver"
+        if call.approved is not None:
+            # The queue executes an approved request: it covers exactly these arguments and this definition.
+            if (
+                call.approved.arguments_digest == call.arguments_digest
+                and call.approved.definition_hash == tool.definition_hash
+            ):
+                return Continue(call.evolve(approval_id=call.approved.id))
+            message = f"approval request {call.approved.id} does not cover these arguments or this tool definition"
+            return Stop(call, Outcome.refuse(OutcomeCode.APPROVAL_REQUIRED, message, stage=self.name))
         if not call.execute:
             message = f"approval by {approver} is required"
             return Stop(call, Outcome.refuse(OutcomeCode.APPROVAL_REQUIRED, message, stage=self.name))
@@ -34,6 +45,9 @@ class Approval:
             approvals_required=decision.quorum,
             reasons=[decision.reason, *(f.message for f in call.findings)],
             call_id=call.call_id,
+            expires_at=later(self._expiry_seconds),
+            tenant=call.caller.tenant,
+            roles=list(call.caller.granted_roles),
         )
         message = f"approval by {approver} is required; request {request.id} is pending"
         return Stop(

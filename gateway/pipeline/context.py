@@ -65,6 +65,8 @@ class CallContext:
     """Progress notifications back to the caller, when it asked for them."""
     relay: Relay | None = None
     """The caller's back channel for upstream elicitation and sampling, when its connection has one."""
+    approved: Any = None
+    """The approved `ApprovalRequest` this call executes (set only by the approval queue's executor)."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

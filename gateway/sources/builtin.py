@@ -1,7 +1,10 @@
 """The gateway's own tools (`gateway.*`), served through the same pipeline as every other tool.
 
-`gateway.policy_check` explains a decision (the policy check of the CLI) to callers
-that policy lets call it: administrators in the demo.
+`gateway.policy_check` explains a decision (the policy check of the CLI). The
+approval tools let a requester follow its request (`approval_status`,
+`approval_wait`) and an approver decide from their own agent (`approvals_pending`,
+`approve`, `deny`). Who may call each is policy, like every tool; each also checks
+that the caller is the requester, or may approve that request.
 """
 
 from __future__ import annotations
@@ -10,12 +13,44 @@ from typing import TYPE_CHECKING, Any
 
 from anyio.abc import TaskGroup
 
+from gateway.approvals.requests import ApprovalStatus
 from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult
 
 if TYPE_CHECKING:
     from gateway.gateway import Gateway
 
 POLICY_CHECK = "gateway.policy_check"
+_ID = {"type": "string", "minLength": 1}
+_SAFE = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
+_DECIDE = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": False}
+APPROVAL_TOOLS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]] = {
+    "gateway.approval_status": (
+        "The status of one of your approval requests.",
+        {"approval_id": _ID},
+        ["approval_id"],
+        _SAFE,
+    ),
+    "gateway.approval_wait": (
+        "Wait (up to timeout_s, at most 60) for one of your approval requests to be decided and run;"
+        " returns the call's real result once it has run, or the denial.",
+        {"approval_id": _ID, "timeout_s": {"type": "number", "minimum": 0, "maximum": 60}},
+        ["approval_id"],
+        _SAFE,
+    ),
+    "gateway.approvals_pending": ("Approval requests waiting for your decision.", {}, [], _SAFE),
+    "gateway.approve": (
+        "Approve a pending request (never your own).",
+        {"approval_id": _ID, "comment": {"type": "string", "maxLength": 2000}},
+        ["approval_id"],
+        _DECIDE,
+    ),
+    "gateway.deny": (
+        "Deny a pending request, with a reason.",
+        {"approval_id": _ID, "reason": {"type": "string", "minLength": 1, "maxLength": 2000}},
+        ["approval_id", "reason"],
+        _DECIDE,
+    ),
+}
 
 
 class BuiltinSource:
@@ -54,14 +89,67 @@ class BuiltinSource:
             source=self.name,
         )
 
+        self._definitions = [self._definition] + [
+            ToolDefinition(
+                name=name,
+                description=description,
+                input_schema={
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": False,
+                },
+                annotations=annotations,
+                source=self.name,
+            )
+            for name, (description, properties, required, annotations) in APPROVAL_TOOLS.items()
+        ]
+
     def list_tools(self) -> list[ToolDefinition]:
-        return [self._definition]
+        return list(self._definitions)
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        report = await self._gateway.check(arguments["subject"], arguments["tool"], arguments.get("args", {}))
-        structured = report.model_dump(mode="json")
-        text = f"{report.decision.value}: {report.rule or 'no rule matched (deny by default)'}"
-        return ToolResult(content=[{"type": "text", "text": text}], structured=structured)
+        if tool.name == POLICY_CHECK:
+            report = await self._gateway.check(arguments["subject"], arguments["tool"], arguments.get("args", {}))
+            structured = report.model_dump(mode="json")
+            text = f"{report.decision.value}: {report.rule or 'no rule matched (deny by default)'}"
+            return ToolResult(content=[{"type": "text", "text": text}], structured=structured)
+        return await self._approvals(tool.name, arguments, context)
+
+    async def _approvals(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        from gateway.approvals.service import ApprovalError, request_json
+        from gateway.pipeline import Caller
+
+        service = self._gateway.approvals
+        caller = Caller(subject=context.subject, granted_roles=context.roles, auth="builtin", transport="builtin")
+        if name == "gateway.approvals_pending":
+            pending = await service.by_status(ApprovalStatus.PENDING)
+            mine = [request_json(r) for r in pending if r.subject != caller.subject and service.may_approve(caller, r)]
+            return _result({"pending": mine}, f"{len(mine)} request(s) await your decision")
+        request = await service.get(arguments["approval_id"])
+        if request is None:
+            return _error(f"no approval request {arguments['approval_id']}")
+        try:
+            if name == "gateway.approve":
+                decided = await service.approve(request.id, caller, arguments.get("comment"))
+                return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
+            if name == "gateway.deny":
+                decided = await service.deny(request.id, caller, arguments["reason"])
+                return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
+        except ApprovalError as exc:
+            return _error(f"{exc.reason}: {exc}")
+        if request.subject != caller.subject and not service.may_approve(caller, request):
+            return _error(f"no approval request {request.id}")  # only its requester and approvers see it
+        if name == "gateway.approval_wait":
+            request = await service.wait(request.id, float(arguments.get("timeout_s", 10)), context.progress) or request
+        outcome = service.outcome_of(request)
+        body = {
+            "approval_id": request.id,
+            "status": request.status.value,
+            "expires_at": request.expires_at,
+            "result": request.result,
+        }
+        return _result(body, f"request {request.id} is {request.status.value}: {outcome.message}")
 
     async def start(self, tasks: TaskGroup) -> None:
         """Nothing to start."""
@@ -70,4 +158,12 @@ class BuiltinSource:
         """Nothing to release."""
 
     def health(self) -> SourceHealth:
-        return SourceHealth(source=self.name, kind=self.kind, status="ok", tools=1)
+        return SourceHealth(source=self.name, kind=self.kind, status="ok", tools=len(self._definitions))
+
+
+def _result(structured: dict[str, Any], text: str) -> ToolResult:
+    return ToolResult(content=[{"type": "text", "text": text}], structured=structured)
+
+
+def _error(text: str) -> ToolResult:
+    return ToolResult(content=[{"type": "text", "text": text}], is_error=True)

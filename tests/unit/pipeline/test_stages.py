@@ -110,7 +110,7 @@ async def test_approval_records_a_pending_request_bound_to_the_call(snapshot: Sn
         call(snapshot, "bob", "payments.refund", {"amount": 500})
     )
     assert isinstance(authorized, Continue)
-    step = await Approval(snapshot.policy.version)(authorized.call)
+    step = await Approval(snapshot.policy.version, 3600)(authorized.call)
     assert isinstance(step, Stop)
     assert step.outcome.code is OutcomeCode.APPROVAL_REQUIRED
     assert step.outcome.data["approver_role"] == "role:manager"
@@ -121,7 +121,7 @@ async def test_approval_records_a_pending_request_bound_to_the_call(snapshot: Sn
 async def test_approval_lets_allowed_calls_through_untouched(snapshot: Snapshot) -> None:
     authorized = await Authorization(snapshot.policy, snapshot.catalog)(call(snapshot, "carol", "payments.refund"))
     assert isinstance(authorized, Continue)
-    step = await Approval(snapshot.policy.version)(authorized.call)
+    step = await Approval(snapshot.policy.version, 3600)(authorized.call)
     assert isinstance(step, Continue) and step.call.statements == ()
 
 

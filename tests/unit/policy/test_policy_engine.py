@@ -13,7 +13,7 @@ from gateway.policy.conditions import parse_condition
 from gateway.policy.rules import GroupingRule
 
 REPO = Path(__file__).resolve().parents[3]
-TOOLS = sorted(DEMO_TOOLS | {"gateway.policy_check"})
+TOOLS = sorted(set(DEMO_TOOLS).union(*DEMO_VIEW.values()))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,302 @@
+"""The approval queue: people decide, an approved call runs exactly once, waiters are told.
+
+States: pending -> approved | denied | expired | cancelled; approved -> executing |
+expired | cancelled; executing -> succeeded | failed. Every transition is a
+compare-and-swap `UPDATE ... WHERE status = <expected>` committed in the same
+transaction as its audit record, so two approvers, two waiters or two gateway
+processes sharing the database can never move a request twice, and an approved
+call is claimed (approved -> executing) by exactly one executor.
+
+The queue lives in SQLite and is polled (`approvals.poll_seconds`): decisions
+made from the CLI, another process, or before a restart are seen the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from gateway.approvals.requests import ApprovalRequest, ApprovalStatus, list_requests
+from gateway.audit import AuditRecord, StaleState, Statement, open_readonly, utc_now
+from gateway.canonical import canonical_json
+from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
+
+if TYPE_CHECKING:
+    from gateway.gateway import Gateway
+    from gateway.pipeline import Caller
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class ApprovalError(Exception):
+    """A decision that cannot be accepted; `reason` is machine-readable."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+def later(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class ApprovalService:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    # --- reading --------------------------------------------------------
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        found = await self._read(lambda c: list_requests(c, request_id=request_id))
+        return found[0] if found else None
+
+    async def by_status(self, status: ApprovalStatus | None) -> list[ApprovalRequest]:
+        return await self._read(lambda c: list_requests(c, status))
+
+    async def _read(self, query: Callable[[Any], Any]) -> Any:
+        path = self._gateway.audit.path
+
+        def run() -> Any:
+            if not path.exists():
+                return []
+            connection = open_readonly(path)
+            try:
+                return query(connection)
+            finally:
+                connection.close()
+
+        return await anyio.to_thread.run_sync(run)
+
+    def may_approve(self, approver: Caller, request: ApprovalRequest) -> bool:
+        policy = self._gateway.policy
+        roles = policy.roles_for(approver.subject or "", approver.granted_roles)
+        permitted = policy.decide(approver.subject or "", request.tool, "approve", granted=approver.granted_roles)
+        return request.approver_role in roles and permitted.decision is not Decision.DENY
+
+    # --- deciding ---------------------------------------------------------
+
+    async def approve(self, request_id: str, approver: Caller, comment: str | None = None) -> ApprovalRequest:
+        return await self._decide(request_id, approver, "approve", comment)
+
+    async def deny(self, request_id: str, approver: Caller, reason: str) -> ApprovalRequest:
+        return await self._decide(request_id, approver, "deny", reason)
+
+    async def _decide(self, request_id: str, approver: Caller, decision: str, comment: str | None) -> ApprovalRequest:
+        request = await self.get(request_id)
+        if request is None:
+            raise ApprovalError("not_found", f"no approval request {request_id}")
+        if request.status is not ApprovalStatus.PENDING:
+            raise ApprovalError("not_pending", f"request {request_id} is {request.status.value}, not pending")
+        if approver.subject == request.subject:
+            raise ApprovalError("self_approval", "a requester may not decide on their own request")
+        if not self.may_approve(approver, request):
+            raise ApprovalError(
+                "not_an_approver", f"{approver.subject} may not decide requests that need {request.approver_role}"
+            )
+        now = utc_now()
+        statements = [
+            # Compare-and-swap guard: the request must still be pending inside this transaction.
+            Statement(
+                "UPDATE approval_requests SET status = status WHERE id = ? AND status = 'pending'",
+                (request_id,),
+                expect_rows=1,
+            ),
+            Statement(
+                "INSERT INTO approval_decisions (request_id, approver, decision, comment, ts) VALUES (?, ?, ?, ?, ?)",
+                (request_id, approver.subject, decision, comment, now),
+            ),
+        ]
+        if decision == "deny":
+            statements.append(
+                Statement(
+                    "UPDATE approval_requests SET status = 'denied', finished_at = ? WHERE id = ? AND status = 'pending'",
+                    (now, request_id),
+                    expect_rows=1,
+                )
+            )
+        else:
+            window = self._gateway.config.approvals.execution_window_seconds
+            # Quorum in SQL, in the same transaction: two last approvals at once cannot both miss it.
+            statements.append(
+                Statement(
+                    "UPDATE approval_requests SET status = 'approved', approved_at = ?, execute_by = ?"
+                    " WHERE id = ? AND status = 'pending' AND approvals_required <= (SELECT COUNT(*)"
+                    " FROM approval_decisions WHERE request_id = ? AND decision = 'approve')",
+                    (now, later(window), request_id, request_id),
+                )
+            )
+        record = self._record(f"approval.{decision}", request, approver, comment)
+        try:
+            await self._gateway.audit.append(record, statements)
+        except AuditWriteError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise ApprovalError("already_decided", f"{approver.subject} already decided on {request_id}") from exc
+            raise
+        except StaleState as exc:
+            raise ApprovalError("not_pending", f"request {request_id} was decided or expired meanwhile") from exc
+        updated = await self.get(request_id)
+        return updated or request
+
+    # --- executing ----------------------------------------------------------
+
+    async def run_approved(self) -> None:
+        """Claim and run every approved request whose execution window is open."""
+        for request in await self.by_status(ApprovalStatus.APPROVED):
+            await self._execute(request)
+
+    async def _execute(self, request: ApprovalRequest) -> None:
+        gateway = self._gateway
+        live = gateway.snapshot.catalog.get(request.tool)
+        if live is None or live[0].definition_hash != request.definition_hash:
+            await self._transition(
+                request, "approved", "cancelled", "approval.cancelled", {"reason": "the tool's definition changed"}
+            )
+            return
+        claimed = await self._transition(request, "approved", "executing", "approval.executing", {}, open_window=True)
+        if not claimed:
+            return
+        outcome = await gateway.run_approved(request)
+        result = {
+            "code": outcome.code.value,
+            "message": outcome.message,
+            "content": outcome.content,
+            "structured": outcome.structured,
+            "audit_id": outcome.audit_id,
+        }
+        status = "succeeded" if outcome.ok else "failed"
+        await self._transition(
+            request, "executing", status, f"approval.{status}", {"outcome": outcome.code.value}, result
+        )
+
+    async def sweep(self) -> None:
+        """Expire pending requests past their expiry and approved ones past their window (once each)."""
+        now = utc_now()
+        for request in await self.by_status(ApprovalStatus.PENDING):
+            if request.expires_at and request.expires_at < now:
+                await self._transition(
+                    request, "pending", "expired", "approval.expired", {"reason": "not decided in time"}
+                )
+        for request in await self.by_status(ApprovalStatus.APPROVED):
+            if request.execute_by and request.execute_by < now:
+                await self._transition(
+                    request, "approved", "expired", "approval.expired", {"reason": "not run in time"}
+                )
+
+    async def _transition(
+        self,
+        request: ApprovalRequest,
+        expected: str,
+        status: str,
+        event: str,
+        detail: dict[str, Any],
+        result: dict[str, Any] | None = None,
+        *,
+        open_window: bool = False,
+    ) -> bool:
+        now = utc_now()
+        sql = "UPDATE approval_requests SET status = ?"
+        params: list[Any] = [status]
+        if status in ("succeeded", "failed", "expired", "cancelled"):
+            sql += ", finished_at = ?"
+            params.append(now)
+        if result is not None:
+            sql += ", result = ?"
+            params.append(canonical_json(result))
+        sql += " WHERE id = ? AND status = ?"
+        params += [request.id, expected]
+        if open_window:
+            sql += " AND execute_by >= ?"
+            params.append(now)
+        record = self._record(event, request, None, None, detail)
+        try:
+            await self._gateway.audit.append(record, [Statement(sql, params, expect_rows=1)])
+        except StaleState:
+            return False
+        return True
+
+    # --- waiting ----------------------------------------------------------------
+
+    async def wait(self, request_id: str, timeout: float, progress: Progress | None = None) -> ApprovalRequest | None:
+        """Wait until the request is finished (or `timeout`), telling `progress` what it waits for."""
+        poll = self._gateway.config.approvals.poll_seconds
+        request = await self.get(request_id)
+        with anyio.move_on_after(timeout):
+            ticks = 0
+            while request is not None and not request.terminal:
+                if progress is not None and ticks % max(1, int(1 / poll)) == 0:
+                    waiting = "execution" if request.status is not ApprovalStatus.PENDING else "approval"
+                    who = request.approver_role or "an approver"
+                    await progress(ticks * poll, timeout, f"waiting for {waiting} by {who}, request {request.id}")
+                await anyio.sleep(poll)
+                ticks += 1
+                request = await self.get(request_id)
+        return request
+
+    def outcome_of(self, request: ApprovalRequest) -> Outcome:
+        """What a waiter gets: the executed call's real result, the denial, or 'still pending'."""
+        if request.status in (ApprovalStatus.SUCCEEDED, ApprovalStatus.FAILED) and request.result is not None:
+            result = request.result
+            return Outcome(
+                code=OutcomeCode(result["code"]),
+                message=result["message"],
+                stage="execution",
+                audit_id=result.get("audit_id"),
+                content=result.get("content") or [],
+                structured=result.get("structured"),
+                data={"approval_id": request.id},
+            )
+        if request.terminal:
+            return Outcome.refuse(
+                OutcomeCode.APPROVAL_DENIED,
+                f"approval request {request.id} was {request.status.value}",
+                stage="approval",
+                approval_id=request.id,
+                status=request.status.value,
+            )
+        return Outcome.refuse(
+            OutcomeCode.APPROVAL_REQUIRED,
+            f"approval by {request.approver_role or 'an approver'} is required; request {request.id} is"
+            f" {request.status.value}. Tell the user it awaits approval; call gateway.approval_wait with the"
+            " approval_id to get the result once it has run.",
+            stage="approval",
+            approval_id=request.id,
+            status="pending_approval",
+            expires_at=request.expires_at,
+            approvers={"role": request.approver_role, "required": request.approvals_required},
+        )
+
+    def _record(
+        self,
+        event: str,
+        request: ApprovalRequest,
+        actor: Caller | None,
+        comment: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditRecord:
+        return AuditRecord(
+            event=event,
+            call_id=request.call_id,
+            subject=actor.subject if actor else None,
+            roles=tuple(self._gateway.policy.roles_for(actor.subject or "", actor.granted_roles)) if actor else (),
+            auth=actor.auth if actor else "gateway",
+            tool=request.tool,
+            definition_hash=request.definition_hash,
+            arguments_digest=request.arguments_digest,
+            policy_version=self._gateway.policy.version,
+            approval_id=request.id,
+            outcome=event.split(".", 1)[1],
+            message=comment,
+            detail={"requester": request.subject, **(detail or {})},
+        )
+
+
+def request_json(request: ApprovalRequest) -> dict[str, Any]:
+    return json.loads(request.model_dump_json())
