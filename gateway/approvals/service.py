@@ -270,6 +270,8 @@ class ApprovalService:
             approval_id=request.id,
             status="pending_approval",
             expires_at=request.expires_at,
+            approver_role=request.approver_role,
+            approvals_required=request.approvals_required,
             approvers={"role": request.approver_role, "required": request.approvals_required},
         )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support import DEMO_VIEW
 
 from gateway import Gateway
 from gateway.cli import main
@@ -25,7 +26,7 @@ def test_tools_list_json_shows_the_catalog_as_a_subject_sees_it(config_path: Pat
     code, out, _ = run("tools", "list", "--config", str(config_path), "--as", "bob", "--json")
     assert code == 0
     tools = json.loads(out)
-    assert {t["name"] for t in tools} == {"crm.find_customer", "crm.get_customer", "payments.refund"}
+    assert {t["name"] for t in tools} == DEMO_VIEW["bob"]
     assert all({"name", "description", "source"} <= set(t) for t in tools)
     assert {t["name"]: t["decision"] for t in tools}["payments.refund"] == "approval_required"
 
