@@ -408,14 +408,8 @@ class Gateway:
             outcome, result = Outcome.refuse(OutcomeCode.OUTPUT_TOO_LARGE, message, stage="output_guardrails"), None
         record = AuditRecord(
             event=event,
-            subject=caller.subject,
-            tenant=caller.tenant,
+            **caller.audit_fields(),
             roles=roles,
-            auth=caller.auth,
-            transport=caller.transport,
-            client_name=caller.client_name,
-            client_version=caller.client_version,
-            protocol_version=caller.protocol_version,
             tool=target,
             arguments=redact_arguments(arguments, self.config.audit.secret_keys, self.audit.salt),
             decision=(decision.decision if decision else Decision.DENY).value,

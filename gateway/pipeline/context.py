@@ -30,6 +30,12 @@ class Caller(BaseModel):
     client_version: str | None = None
     protocol_version: str | None = None
 
+    def audit_fields(self) -> dict[str, Any]:
+        """Who called and how, as every audit record carries it."""
+        return self.model_dump(
+            include={"subject", "tenant", "auth", "transport", "client_name", "client_version", "protocol_version"}
+        )
+
 
 class Finding(BaseModel):
     """Something a guardrail noticed, recorded in the audit log with its rule id."""
