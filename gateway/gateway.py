@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import anyio
 import mcp.types as types
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict
 
 from gateway.approvals import ApprovalRequest
@@ -75,6 +76,7 @@ class Gateway:
         self._listeners: list[Listener] = []
         self._reported: set[tuple[str, str]] = set()
         self._stack: AsyncExitStack | None = None
+        self._tasks: TaskGroup | None = None
         self._install(Snapshot.build(config, self.policy, self.sources.sources))
 
     @classmethod
@@ -107,6 +109,7 @@ class Gateway:
             await self._refresh()
             tasks = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(tasks.cancel_scope.cancel)
+            self._tasks = tasks
             tasks.start_soon(self._work_the_queue)
             if self.config.policy.watch_seconds > 0:
                 tasks.start_soon(self._watch)
@@ -164,6 +167,8 @@ class Gateway:
         approval_id = outcome.data.get("approval_id")
         if outcome.code is not OutcomeCode.APPROVAL_REQUIRED or not approval_id:
             return outcome
+        if self._tasks is not None and self.config.approvals.webhook is not None:
+            self._tasks.start_soon(self.approvals.notify, approval_id)  # never on the call's path
         request = await self.approvals.wait(approval_id, self.config.approvals.wait_seconds, progress)
         if request is None:
             return outcome
@@ -471,10 +476,16 @@ class Gateway:
         outcome = await pipeline.run(call.evolve(relay=relay) if relay is not None else call)
         return await self._quick_path(outcome, progress)
 
-    async def check(self, subject: str, name: str, arguments: Any) -> CheckReport:
+    async def check(self, subject: str, name: str, arguments: Any, granted: tuple[str, ...] = ()) -> CheckReport:
         """The pipeline run without executing, recording or queueing anything."""
         snapshot, _, dry_run = self._current
-        caller = Caller(subject=subject, tenant=self.config.identity.default_tenant, auth="cli", transport="cli")
+        caller = Caller(
+            subject=subject,
+            tenant=self.config.identity.default_tenant,
+            granted_roles=granted,
+            auth="cli",
+            transport="cli",
+        )
         call, outcome = await dry_run.evaluate(self._new_call(snapshot, caller, name, arguments, execute=False))
         decision = call.decision
         return CheckReport(

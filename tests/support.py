@@ -57,7 +57,7 @@ DEMO_VIEW: dict[str, set[str]] = {
     "alice": _SUPPORT,
     "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"} | _FOLLOW,
     "carol": _SUPPORT | {"payments.refund"} | _FOLLOW | _DECIDE,
-    "dave": set(),
+    "dave": {"gateway.approval_status"},
     "erin": set(DEMO_TOOLS) | {"gateway.policy_check"} | _FOLLOW | _DECIDE,
     "mallory": set(),
 }

@@ -55,6 +55,8 @@ class ApprovalRequest(BaseModel):
     tenant: str | None = None
     roles: list[str] = []
     """Roles the requester's credentials granted (a JWT's), to run the call as they were."""
+    revisions: list[dict[str, Any]] = []
+    """Earlier arguments replaced by approve-with-edits: `{revision, arguments, edited_by, ts}`."""
 
     @property
     def terminal(self) -> bool:
@@ -151,11 +153,12 @@ def list_requests(
 
 def _from_row(row: sqlite3.Row) -> ApprovalRequest:
     data = dict(row)
-    for field in ("arguments", "reasons", "result", "roles"):
+    for field in ("arguments", "reasons", "result", "roles", "revisions"):
         if data.get(field) is not None:
             data[field] = json.loads(data[field])
-    if data.get("roles") is None:
-        data["roles"] = []
+    for field in ("roles", "revisions"):
+        if data.get(field) is None:
+            data[field] = []
     return ApprovalRequest.model_validate(data)
 
 

@@ -13,6 +13,8 @@ made from the CLI, another process, or before a restart are seen the same way.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from gateway.approvals.requests import ApprovalRequest, ApprovalStatus, list_requests
-from gateway.audit import AuditRecord, StaleState, Statement, open_readonly, utc_now
-from gateway.canonical import canonical_json
+from gateway.audit import AuditRecord, StaleState, Statement, open_readonly, redact_arguments, utc_now
+from gateway.canonical import canonical_json, digest
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
 
 if TYPE_CHECKING:
@@ -75,6 +78,15 @@ class ApprovalService:
 
         return await anyio.to_thread.run_sync(run)
 
+    def may_see(self, caller: Caller, request: ApprovalRequest) -> bool:
+        """The requester, its approvers, and whoever policy lets `read` the queue (`gateway.approvals`): auditors."""
+        if caller.subject == request.subject or self.may_approve(caller, request):
+            return True
+        seeing = self._gateway.policy.decide(
+            caller.subject or "", "gateway.approvals", "read", granted=caller.granted_roles
+        )
+        return seeing.decision is Decision.ALLOW
+
     def may_approve(self, approver: Caller, request: ApprovalRequest) -> bool:
         policy = self._gateway.policy
         roles = policy.roles_for(approver.subject or "", approver.granted_roles)
@@ -83,13 +95,27 @@ class ApprovalService:
 
     # --- deciding ---------------------------------------------------------
 
-    async def approve(self, request_id: str, approver: Caller, comment: str | None = None) -> ApprovalRequest:
-        return await self._decide(request_id, approver, "approve", comment)
+    async def approve(
+        self,
+        request_id: str,
+        approver: Caller,
+        comment: str | None = None,
+        edited_arguments: dict[str, Any] | None = None,
+    ) -> ApprovalRequest:
+        """Approve; with `edited_arguments`, approve a new revision of the call instead (checked again first)."""
+        return await self._decide(request_id, approver, "approve", comment, edited_arguments)
 
     async def deny(self, request_id: str, approver: Caller, reason: str) -> ApprovalRequest:
         return await self._decide(request_id, approver, "deny", reason)
 
-    async def _decide(self, request_id: str, approver: Caller, decision: str, comment: str | None) -> ApprovalRequest:
+    async def _decide(
+        self,
+        request_id: str,
+        approver: Caller,
+        decision: str,
+        comment: str | None,
+        edited_arguments: dict[str, Any] | None = None,
+    ) -> ApprovalRequest:
         request = await self.get(request_id)
         if request is None:
             raise ApprovalError("not_found", f"no approval request {request_id}")
@@ -109,6 +135,7 @@ class ApprovalService:
                 (request_id,),
                 expect_rows=1,
             ),
+            *(await self._revision(request, approver, edited_arguments, now) if edited_arguments is not None else []),
             Statement(
                 "INSERT INTO approval_decisions (request_id, approver, decision, comment, ts) VALUES (?, ?, ?, ?, ?)",
                 (request_id, approver.subject, decision, comment, now),
@@ -144,6 +171,81 @@ class ApprovalService:
             raise ApprovalError("not_pending", f"request {request_id} was decided or expired meanwhile") from exc
         updated = await self.get(request_id)
         return updated or request
+
+    async def _revision(
+        self, request: ApprovalRequest, approver: Caller, arguments: dict[str, Any], now: str
+    ) -> list[Statement]:
+        """Statements replacing the request's arguments, after policy and guardrails accept them for the requester."""
+        report = await self._gateway.check(request.subject, request.tool, arguments, granted=tuple(request.roles))
+        if report.outcome not in (OutcomeCode.OK.value, OutcomeCode.APPROVAL_REQUIRED.value):
+            raise ApprovalError("edit_refused", f"the edited call would be refused: {report.outcome}: {report.message}")
+        previous = {
+            "revision": len(request.revisions) + 1,
+            "arguments": request.arguments,
+            "edited_by": approver.subject,
+            "ts": now,
+        }
+        return [
+            Statement(
+                "UPDATE approval_requests SET arguments = ?, arguments_digest = ?, revisions = ? WHERE id = ?",
+                (
+                    canonical_json(arguments),
+                    digest(arguments),
+                    canonical_json([*request.revisions, previous]),
+                    request.id,
+                ),
+            ),
+            # Approvals given to the earlier arguments do not cover the new ones.
+            Statement("DELETE FROM approval_decisions WHERE request_id = ?", (request.id,)),
+        ]
+
+    # --- notifying ------------------------------------------------------------
+
+    async def notify(self, request_id: str) -> None:
+        """POST the new pending request to the webhook, signed, with retries; a failure is audited, never raised."""
+        webhook = self._gateway.config.approvals.webhook
+        request = await self.get(request_id)
+        if webhook is None or request is None:
+            return
+        secret_keys = self._gateway.config.audit.secret_keys
+        payload = {
+            "event": "approval.pending",
+            "approval_id": request.id,
+            "tool": request.tool,
+            "requester": request.subject,
+            "arguments": redact_arguments(request.arguments, secret_keys, self._gateway.audit.salt),
+            "reasons": request.reasons,
+            "approver_role": request.approver_role,
+            "approvals_required": request.approvals_required,
+            "expires_at": request.expires_at,
+        }
+        body = canonical_json(payload).encode()
+        signature = "sha256=" + hmac.new(webhook.secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "content-type": "application/json",
+            "x-portcullis-event": "approval.pending",
+            "x-portcullis-signature": signature,
+        }
+        problem = ""
+        async with httpx.AsyncClient(timeout=webhook.timeout_seconds) as client:
+            for attempt in range(webhook.retries + 1):
+                try:
+                    response = await client.post(webhook.url, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.is_success:
+                        return
+                    problem = f"HTTP {response.status_code}"
+                if attempt < webhook.retries:
+                    await anyio.sleep(webhook.backoff_seconds * 2**attempt)
+        record = self._record(
+            "approval.webhook_failed", request, None, None, {"problem": problem, "attempts": webhook.retries + 1}
+        )
+        try:
+            await self._gateway.audit.append(record)
+        except AuditWriteError:
+            logger.exception("could not record the failed webhook for %s", request.id)
 
     # --- executing ----------------------------------------------------------
 

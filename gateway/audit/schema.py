@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     finished_at TEXT,
     result TEXT,
     tenant TEXT,
-    roles TEXT NOT NULL DEFAULT '[]'
+    roles TEXT NOT NULL DEFAULT '[]',
+    revisions TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approval_requests (status, created_at);
 
@@ -85,5 +86,6 @@ APPROVAL_COLUMNS = {
     "result": "TEXT",
     "tenant": "TEXT",
     "roles": "TEXT NOT NULL DEFAULT '[]'",
+    "revisions": "TEXT NOT NULL DEFAULT '[]'",
 }
 """Columns added after the first release: databases created before them get them on open."""

@@ -122,13 +122,28 @@ def show(config_path: Path, request_id: str, as_json: bool) -> None:
 @click.argument("request_id")
 @click.option("--as", "subject", required=True, help="The approver (never the requester).")
 @click.option("--comment", default=None)
+@click.option("--edit-args", "edited", default=None, help="Approve these arguments (JSON) instead: a new revision.")
 @json_option
-def approve(config_path: Path, request_id: str, subject: str, comment: str | None, as_json: bool) -> None:
+def approve(
+    config_path: Path, request_id: str, subject: str, comment: str | None, edited: str | None, as_json: bool
+) -> None:
     """Approve a pending request; a running gateway executes it (exactly once) when the quorum is reached.
+
+    With --edit-args the call is corrected first: the new arguments are checked against policy and
+    guardrails for the requester, replace the old ones (kept as a revision), and earlier approvals
+    no longer count.
 
     Example: portcullis approvals approve 01M8GKKWXT8R97FVP88ET8QEEA --as carol --comment "checked the invoice"
     """
-    _decide(config_path, request_id, subject, "approve", comment, as_json)
+    arguments = None
+    if edited is not None:
+        try:
+            arguments = json.loads(edited)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--edit-args") from exc
+        if not isinstance(arguments, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--edit-args")
+    _decide(config_path, request_id, subject, "approve", comment, as_json, arguments)
 
 
 @approvals.command()
@@ -145,11 +160,19 @@ def deny(config_path: Path, request_id: str, subject: str, reason: str, as_json:
     _decide(config_path, request_id, subject, "deny", reason, as_json)
 
 
-def _decide(config_path: Path, request_id: str, subject: str, decision: str, text: str | None, as_json: bool) -> None:
+def _decide(
+    config_path: Path,
+    request_id: str,
+    subject: str,
+    decision: str,
+    text: str | None,
+    as_json: bool,
+    edited: dict[str, object] | None = None,
+) -> None:
     async def work(gateway: Gateway) -> ApprovalRequest:
         approver = _approver(gateway, subject)
         if decision == "approve":
-            return await gateway.approvals.approve(request_id, approver, text)
+            return await gateway.approvals.approve(request_id, approver, text, edited)
         return await gateway.approvals.deny(request_id, approver, text or "")
 
     try:

@@ -223,6 +223,17 @@ class AuditConfig(_Model):
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
 
 
+class WebhookConfig(_Model):
+    """Told of every new pending request: a JSON POST signed with HMAC-SHA256 (`X-Portcullis-Signature`)."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: str = Field(min_length=16)
+    """The HMAC key (use `${ENV}`); receivers check the signature with it."""
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=5, ge=0, le=20)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+
+
 class ApprovalsConfig(_Model):
     wait_seconds: float = Field(default=10.0, ge=0)
     """How long a call that needs approval waits for a decision before answering 'pending'."""
@@ -232,6 +243,7 @@ class ApprovalsConfig(_Model):
     """An approved request must run within this, or it expires."""
     poll_seconds: float = Field(default=0.2, gt=0)
     """How often waiters, the executor and the sweeper look at the queue (it is shared with the CLI)."""
+    webhook: WebhookConfig | None = None
 
 
 class GatewayConfig(_Model):

@@ -39,8 +39,9 @@ APPROVAL_TOOLS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]]
     ),
     "gateway.approvals_pending": ("Approval requests waiting for your decision.", {}, [], _SAFE),
     "gateway.approve": (
-        "Approve a pending request (never your own).",
-        {"approval_id": _ID, "comment": {"type": "string", "maxLength": 2000}},
+        "Approve a pending request (never your own). With edited_arguments, approve a corrected call"
+        " instead; it is checked against policy and guardrails again.",
+        {"approval_id": _ID, "comment": {"type": "string", "maxLength": 2000}, "edited_arguments": {"type": "object"}},
         ["approval_id"],
         _DECIDE,
     ),
@@ -131,15 +132,17 @@ class BuiltinSource:
             return _error(f"no approval request {arguments['approval_id']}")
         try:
             if name == "gateway.approve":
-                decided = await service.approve(request.id, caller, arguments.get("comment"))
+                decided = await service.approve(
+                    request.id, caller, arguments.get("comment"), arguments.get("edited_arguments")
+                )
                 return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
             if name == "gateway.deny":
                 decided = await service.deny(request.id, caller, arguments["reason"])
                 return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
         except ApprovalError as exc:
             return _error(f"{exc.reason}: {exc}")
-        if request.subject != caller.subject and not service.may_approve(caller, request):
-            return _error(f"no approval request {request.id}")  # only its requester and approvers see it
+        if not service.may_see(caller, request):
+            return _error(f"no approval request {request.id}")  # only its requester, approvers and auditors see it
         if name == "gateway.approval_wait":
             request = await service.wait(request.id, float(arguments.get("timeout_s", 10)), context.progress) or request
         outcome = service.outcome_of(request)

@@ -252,3 +252,101 @@ async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(mode
     assert result.structured_content is not None and result.structured_content["amount"] == 500
     assert any("waiting for approval by role:manager" in message for message in progress)
     assert refunds(path) == 1
+
+
+async def test_approve_with_edits_runs_the_corrected_call_after_checking_it_again(tmp_path: Path) -> None:
+    path = deployment(tmp_path)
+    async with Gateway(load_config(path)) as gateway:
+        request_id = await request_refund(gateway)
+        with pytest.raises(ApprovalError) as raised:  # policy would deny the edit: above 10,000
+            await gateway.approvals.approve(request_id, who("carol"), edited_arguments={**REFUND, "amount": 20_000})
+        assert raised.value.reason == "edit_refused"
+        with pytest.raises(ApprovalError) as raised:  # the schema would refuse it
+            await gateway.approvals.approve(request_id, who("carol"), edited_arguments={**REFUND, "amount": -5})
+        assert raised.value.reason == "edit_refused"
+        await gateway.approvals.approve(request_id, who("carol"), "half is fair", {**REFUND, "amount": 250})
+        done = await finished(gateway, request_id)
+    assert done.status is ApprovalStatus.SUCCEEDED
+    assert done.arguments["amount"] == 250 and done.result["structured"]["amount"] == 250
+    assert [r["arguments"]["amount"] for r in done.revisions] == [500]
+    assert refunds(path) == 1
+
+
+async def test_only_the_requester_approvers_and_auditors_see_a_request(tmp_path: Path) -> None:
+    async with Gateway(load_config(deployment(tmp_path))) as gateway:
+        request_id = await request_refund(gateway)
+        seen = {}
+        for subject in ("bob", "carol", "dave", "alice"):
+            outcome = await gateway.call_tool(who(subject), "gateway.approval_status", {"approval_id": request_id})
+            seen[subject] = outcome.code
+    assert seen["bob"] is seen["carol"] is seen["dave"] is OutcomeCode.OK
+    assert seen["alice"] is OutcomeCode.UNKNOWN_TOOL  # support may not even call the tool
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that fails its first `failures` deliveries."""
+
+    def __init__(self, failures: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.failures = failures
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.received.append((dict(self.headers), body))
+                failing = len(receiver.received) <= receiver.failures
+                self.send_response(503 if failing else 204)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("failures", "delivered"), [(2, True), (10, False)])
+async def test_the_webhook_is_signed_retried_and_its_failure_audited(
+    tmp_path: Path, failures: int, delivered: bool
+) -> None:
+    import hashlib
+    import hmac
+
+    receiver = Receiver(failures)
+    secret = "webhook-secret-0123456789"
+    path = deployment(tmp_path, webhook={"url": receiver.url, "secret": secret, "retries": 3, "backoff_seconds": 0.01})
+    try:
+        async with Gateway(load_config(path)) as gateway:
+            started = anyio.current_time()
+            request_id = await request_refund(gateway)
+            assert anyio.current_time() - started < 2  # the call does not wait for the webhook
+            with anyio.fail_after(10):
+                while len(receiver.received) < min(failures + 1, 4):
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.2)
+    finally:
+        receiver.close()
+    headers, body = receiver.received[-1]
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-portcullis-signature"] == expected
+    payload = json.loads(body)
+    assert (payload["event"], payload["approval_id"], payload["approver_role"]) == (
+        "approval.pending",
+        request_id,
+        "role:manager",
+    )
+    db = sqlite3.connect(path.parent / "audit" / "audit.db")
+    failed = db.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'approval.webhook_failed'").fetchone()[0]
+    db.close()
+    assert len(receiver.received) == (failures + 1 if delivered else 4)
+    assert failed == (0 if delivered else 1)
