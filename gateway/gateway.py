@@ -469,11 +469,12 @@ class Gateway:
         arguments: Any,
         progress: ProgressReporter | None = None,
         relay: Relay | None = None,
+        consent: bool | None = None,
     ) -> Outcome:
         """Run one call through the audited pipeline."""
         snapshot, pipeline, _ = self._current
         call = self._new_call(snapshot, caller, name, arguments, execute=True, progress=progress)
-        outcome = await pipeline.run(call.evolve(relay=relay) if relay is not None else call)
+        outcome = await pipeline.run(call.evolve(relay=relay, consent=consent))
         return await self._quick_path(outcome, progress)
 
     async def check(self, subject: str, name: str, arguments: Any, granted: tuple[str, ...] = ()) -> CheckReport:

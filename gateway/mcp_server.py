@@ -20,6 +20,7 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
+from gateway.canonical import digest
 from gateway.gateway import Gateway
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline import Caller
@@ -75,12 +76,28 @@ def build_server(
         tools = gateway.visible_tools(who.subject, who.granted_roles)
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in tools])
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
         who = caller(ctx)
         wants_progress = (ctx.meta or {}).get("progress_token") is not None
         progress = ctx.session.report_progress if wants_progress else None
-        relay = SessionRelay(ctx) if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS else None
-        outcome = await gateway.call_tool(who, params.name, params.arguments or {}, progress=progress, relay=relay)
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        relay = SessionRelay(ctx) if not modern else None
+        arguments = params.arguments or {}
+        binding = digest({"subject": who.subject, "tool": params.name, "arguments": arguments})
+        consent = _consent_answer(params, binding) if modern else None
+        outcome = await gateway.call_tool(who, params.name, arguments, progress=progress, relay=relay, consent=consent)
+        capabilities = ctx.session.client_capabilities
+        can_elicit = capabilities is not None and capabilities.elicitation is not None
+        if outcome.code is OutcomeCode.CONSENT_REQUIRED and modern and can_elicit:
+            # 2026-07-28 has no server-to-client requests: ask in the result; the client retries with the answer.
+            question = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=outcome.data["question"], requested_schema=outcome.data["schema"]
+                )
+            )
+            return types.InputRequiredResult(input_requests={CONSENT_KEY: question}, request_state=binding)
         listed = gateway.visible_tool(who.subject, params.name, who.granted_roles)
         return to_call_result(outcome, output_schema_listed=listed is not None and listed.output_schema is not None)
 
@@ -250,6 +267,18 @@ def _or_raise(outcome: Outcome, result: R | None) -> R:
     raise MCPError(
         _PROTOCOL_ERRORS.get(outcome.code, INTERNAL_ERROR), f"{outcome.code.value}: {outcome.message}", details
     )
+
+
+CONSENT_KEY = "portcullis/consent"
+
+
+def _consent_answer(params: types.CallToolRequestParams, binding: str) -> bool | None:
+    """The user's answer carried by a retried call, if it answers the question for exactly this call."""
+    responses = params.input_responses or {}
+    answer = responses.get(CONSENT_KEY)
+    if not isinstance(answer, types.ElicitResult) or params.request_state != binding:
+        return None
+    return answer.action == "accept" and bool((answer.content or {}).get("confirm"))
 
 
 def _remember_connection(connections: weakref.WeakSet[Connection], ctx: ServerRequestContext[Any]) -> None:

@@ -40,6 +40,8 @@ class OutcomeCode(StrEnum):
     """The arguments exceed the configured size or nesting depth."""
     APPROVAL_REQUIRED = "approval_required"
     """Policy requires a person to approve the call; a pending request was recorded (`approval_id`)."""
+    CONSENT_REQUIRED = "consent_required"
+    """Policy requires the user to confirm the call, and their client cannot be asked (no elicitation)."""
     APPROVAL_DENIED = "approval_denied"
     """A person denied the call's approval request (or it expired, or was cancelled)."""
     APPROVAL_REFUSED = "approval_refused"

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import mcp.types as types
+
 from gateway.approvals import pending_request
 from gateway.approvals.service import later
+from gateway.canonical import canonical_json
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Stop
+from gateway.pipeline.context import CallContext, Continue, Finding, Stop
+
+CONSENT = "consent"
+"""The approver 'role' meaning: the user making the call confirms it themselves."""
+CONSENT_SCHEMA = {
+    "type": "object",
+    "properties": {"confirm": {"type": "boolean", "title": "Go ahead?"}},
+    "required": ["confirm"],
+}
+
+
+def consent_question(call: CallContext) -> str:
+    return f"Portcullis: confirm the call to {call.tool_name} with {canonical_json(call.arguments)[:500]}?"
 
 
 class Approval:
@@ -23,6 +38,8 @@ class Approval:
         if decision is None or tool is None or decision.decision is not Decision.APPROVAL_REQUIRED:
             return Continue(call)
         approver = decision.approver or "an approver"
+        if decision.approver == CONSENT:
+            return await self._consent(call)
         if call.approved is not None:
             # The queue executes an approved request: it covers exactly these arguments and this definition.
             if (
@@ -62,3 +79,33 @@ class Approval:
                 status=request.status.value,
             ),
         )
+
+    async def _consent(self, call: CallContext) -> Continue | Stop:
+        """Ask the caller's user to confirm (elicitation); record the answer as consent, not approval."""
+        answer = call.consent
+        if answer is None and call.relay is not None and call.execute:
+            params = types.ElicitRequestFormParams(message=consent_question(call), requested_schema=CONSENT_SCHEMA)
+            reply = await call.relay.elicit(params)
+            if isinstance(reply, types.ElicitResult):
+                answer = reply.action == "accept" and bool((reply.content or {}).get("confirm"))
+        if answer is None:
+            message = "the user must confirm this call, and their client cannot be asked (no elicitation)"
+            return Stop(
+                call,
+                Outcome.refuse(
+                    OutcomeCode.CONSENT_REQUIRED,
+                    message,
+                    stage=self.name,
+                    question=consent_question(call),
+                    schema=CONSENT_SCHEMA,
+                ),
+            )
+        finding = Finding(
+            rule="consent",
+            message="the user confirmed the call" if answer else "the user declined the call",
+            stage=self.name,
+        )
+        call = call.evolve(findings=(*call.findings, finding))
+        if not answer:
+            return Stop(call, Outcome.refuse(OutcomeCode.DENIED, "the user declined the call", stage=self.name))
+        return Continue(call)

@@ -73,6 +73,8 @@ class CallContext:
     """The caller's back channel for upstream elicitation and sampling, when its connection has one."""
     approved: Any = None
     """The approved `ApprovalRequest` this call executes (set only by the approval queue's executor)."""
+    consent: bool | None = None
+    """The user's answer to a consent question asked before this call (2026-07-28 clients answer on retry)."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

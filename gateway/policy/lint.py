@@ -47,7 +47,7 @@ def lint(policy: PolicyEngine, tool_names: set[str], other_objects: set[str] | N
             findings.append(_error(rule, f"no role {rule.subject!r}: no 'g' line gives it to anyone"))
         elif rule.subject.startswith("role:") and rule.subject not in held:
             findings.append(_warning(rule, f"role {rule.subject!r} is held by no subject"))
-        if rule.effect is Effect.APPROVE and rule.approver not in roles:
+        if rule.effect is Effect.APPROVE and rule.approver != "consent" and rule.approver not in roles:
             findings.append(_error(rule, f"approver role {rule.approver!r} is given to no one"))
         if rule.effect is Effect.ALLOW and rule.tool == "*" and rule.condition is None:
             findings.append(_warning(rule, "allows every object: prefer naming the tools"))

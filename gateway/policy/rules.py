@@ -10,7 +10,8 @@ Line forms::
     g, MEMBER, ROLE
 
 `approver` and `quorum` apply to `approve` rules (the role that decides, and how
-many distinct people of it must approve; 1 by default). `when` comes last: the
+many distinct people of it must approve; 1 by default). `approver consent` means
+the caller's user confirms the call themselves, through their client. `when` comes last: the
 condition runs to the end of the line and may contain commas. The older form
 `p, SUBJECT, OBJECT, ACTION, approve, ROLE` is accepted too.
 """

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from servers import MODES, connector
 from support import make_deployment, portcullis
 
 from gateway import Gateway, OutcomeCode
@@ -218,13 +219,11 @@ async def test_a_request_approved_while_the_gateway_was_down_runs_after_restart(
     assert [d["approver"] for d in json.loads(shown.stdout)["decisions"]] == ["carol"]
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(
+    mode: str, tmp_path: Path, serve_http: Any
+) -> None:
     path = deployment(tmp_path, wait_seconds=20)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(path), "--as", "bob"],
-    )
     progress: list[str] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
@@ -245,7 +244,7 @@ async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(mode
         )
         assert decided.returncode == 0, decided.stderr
 
-    async with Client(params, mode=mode) as client, anyio.create_task_group() as tasks:
+    async with connector(path, mode, serve_http)("bob") as client, anyio.create_task_group() as tasks:
         tasks.start_soon(approve_when_pending)
         result = await client.call_tool("payments.refund", REFUND, progress_callback=on_progress)
     assert not result.is_error, result
@@ -350,3 +349,47 @@ async def test_the_webhook_is_signed_retried_and_its_failure_audited(
     db.close()
     assert len(receiver.received) == (failures + 1 if delivered else 4)
     assert failed == (0 if delivered else 1)
+
+
+async def confirm(context: Any, params: Any) -> Any:
+    from mcp import types
+
+    assert "payments.refund" in params.message
+    return types.ElicitResult(action="accept", content={"confirm": True})
+
+
+async def decline(context: Any, params: Any) -> Any:
+    from mcp import types
+
+    return types.ElicitResult(action="accept", content={"confirm": False})
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize(("answer", "ran"), [(confirm, True), (decline, False), (None, False)])
+async def test_consent_is_asked_of_the_users_own_client_in_both_eras(
+    mode: str, answer: Any, ran: bool, tmp_path: Path
+) -> None:
+    path = deployment(tmp_path)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(path), "--as", "carol"],
+    )
+    refund = {**REFUND, "amount": 6000}
+    options = {"elicitation_callback": answer} if answer is not None else {}
+    async with Client(params, mode=mode, **options) as client:
+        result = await client.call_tool("payments.refund", refund)
+    if ran:
+        assert not result.is_error and result.structured_content is not None
+        assert result.structured_content["amount"] == 6000
+    else:
+        assert result.is_error and result.meta is not None
+        expected = "denied" if answer is decline else "consent_required"
+        assert result.meta["portcullis/error"]["code"] == expected
+    assert refunds(path) == (1 if ran else 0)
+    db = sqlite3.connect(path.parent / "audit" / "audit.db")
+    bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM audit_log WHERE event = 'tool.call'")]
+    db.close()
+    findings = [f["message"] for body in bodies for f in body["findings"] if f["rule"] == "consent"]
+    assert findings == (
+        ["the user confirmed the call"] if ran else (["the user declined the call"] if answer is decline else [])
+    )
