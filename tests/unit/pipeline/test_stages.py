@@ -119,7 +119,9 @@ async def test_approval_records_a_pending_request_bound_to_the_call(snapshot: Sn
 
 
 async def test_approval_lets_allowed_calls_through_untouched(snapshot: Snapshot) -> None:
-    authorized = await Authorization(snapshot.policy, snapshot.catalog)(call(snapshot, "carol", "payments.refund"))
+    authorized = await Authorization(snapshot.policy, snapshot.catalog)(
+        call(snapshot, "carol", "payments.refund", {"amount": 50})
+    )
     assert isinstance(authorized, Continue)
     step = await Approval(snapshot.policy.version, 3600)(authorized.call)
     assert isinstance(step, Continue) and step.call.statements == ()

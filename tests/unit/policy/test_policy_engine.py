@@ -46,7 +46,11 @@ def test_finance_refunds_need_a_managers_approval_and_managers_refund_directly(d
     assert demo.decide("bob", "payments.refund", "call", refund(100)).decision is Decision.ALLOW
     assert demo.decide("bob", "payments.refund", "call", refund(10_000.01)).decision is Decision.DENY
     assert demo.decide("bob", "payments.refund", "call", refund("a lot")).decision is Decision.DENY
-    assert demo.decide("carol", "payments.refund").decision is Decision.ALLOW
+    carol = {"args": {"amount": 50}, "subject": {"id": "carol", "tenant": "acme", "roles": []}}
+    assert demo.decide("carol", "payments.refund", "call", carol).decision is Decision.ALLOW
+    carol["args"] = {"amount": 6000}
+    consent = demo.decide("carol", "payments.refund", "call", carol)
+    assert (consent.decision, consent.approver) == (Decision.APPROVAL_REQUIRED, "consent")
     assert demo.decide("carol", "payments.refund", action="approve").decision is Decision.ALLOW
     assert demo.decide("bob", "payments.refund", action="approve").decision is Decision.DENY
 
