@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway.approvals import ApprovalRequest
 from gateway.approvals.service import ApprovalService
 from gateway.audit import AuditRecord, AuditStore, redact_arguments
+from gateway.audit.checkpoints import Checkpoint, load_or_create_key, write_checkpoint
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
 from gateway.federation import Federation
@@ -111,6 +112,8 @@ class Gateway:
             stack.callback(tasks.cancel_scope.cancel)
             self._tasks = tasks
             tasks.start_soon(self._work_the_queue)
+            if self.config.audit.checkpoint_seconds > 0:
+                tasks.start_soon(self._checkpoints)
             if self.config.policy.watch_seconds > 0:
                 tasks.start_soon(self._watch)
         except BaseException:
@@ -121,12 +124,28 @@ class Gateway:
         self._stack = stack
 
     async def stop(self) -> None:
-        """Record the shutdown, close the sources and the audit store; stopping twice is harmless."""
+        """Record the shutdown, sign a checkpoint, close the sources and the audit store; twice is harmless."""
         if self._stack is None:
             return
         stack, self._stack = self._stack, None
         async with stack:
             await self.audit.append(self._lifecycle("gateway.stop"))
+            await self.checkpoint()
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the audit chain's head into the log and the checkpoint file (see audit/checkpoints.py)."""
+        audit = self.config.audit
+        try:
+            key = load_or_create_key(self.config.resolve(audit.checkpoint_key))
+            return await write_checkpoint(self.audit, key, self.config.resolve(audit.checkpoint_file))
+        except (OSError, ValueError, AuditWriteError):
+            logger.exception("could not write an audit checkpoint")
+            return None
+
+    async def _checkpoints(self) -> None:
+        while True:
+            await anyio.sleep(self.config.audit.checkpoint_seconds)
+            await self.checkpoint()
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from gateway.audit.checkpoints import load_public_key, read_file, verify_checkpoints
 from gateway.audit.query import open_readonly
 from gateway.audit.records import chain_hash
 from gateway.audit.schema import GENESIS_HASH
@@ -18,6 +19,7 @@ _COLUMNS = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")
 class VerifyReport(BaseModel):
     ok: bool
     records: int
+    checkpoints: int = 0
     first_bad_seq: int | None = None
     problem: str | None = None
 
@@ -46,12 +48,27 @@ def verify_chain(connection: sqlite3.Connection) -> VerifyReport:
     return VerifyReport(ok=True, records=count)
 
 
-def verify_file(path: Path) -> VerifyReport:
+def verify_file(path: Path, checkpoint_file: Path | None = None, public_key: Path | None = None) -> VerifyReport:
+    """The chain, then every signed checkpoint (when a checkpoint file and public key are given)."""
     connection = open_readonly(path)
     try:
-        return verify_chain(connection)
+        report = verify_chain(connection)
+        if not report.ok or checkpoint_file is None or public_key is None or not checkpoint_file.exists():
+            return report
+        entries = read_file(checkpoint_file)
+        heads = dict(connection.execute("SELECT seq, hash FROM audit_log").fetchall())
     finally:
         connection.close()
+    if not public_key.exists():
+        return VerifyReport(
+            ok=False, records=report.records, problem=f"no public key at {public_key} to check checkpoints"
+        )
+    problem = verify_checkpoints(heads, report.records, entries, load_public_key(public_key))
+    if problem is not None:
+        return VerifyReport(
+            ok=False, records=report.records, checkpoints=len(entries), first_bad_seq=problem[0], problem=problem[1]
+        )
+    return report.model_copy(update={"checkpoints": len(entries)})
 
 
 def _bad(count: int, seq: int, problem: str) -> VerifyReport:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import click
 
 from gateway.audit import AuditQuery, open_readonly, parse_since, query_records, verify_file
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load
+from gateway.audit.checkpoints import Checkpoint, public_key_path
+from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
 
 
 @click.group()
@@ -74,19 +76,54 @@ def query(
 @config_option
 @json_option
 def verify(config_path: Path, as_json: bool) -> None:
-    """Check the hash chain; exit 1 and name the first bad record if it is broken.
+    """Check the hash chain and the signed checkpoints; exit 1 and name the first bad record if broken.
+
+    Finds an edited, deleted, inserted or moved record, a log cut short at its end
+    (against the last checkpoint), and a checkpoint with a bad signature.
 
     Example: portcullis audit verify
     """
+    config = load(config_path)
+    audit_config = config.audit
+    public = audit_config.checkpoint_public_key or public_key_path(audit_config.checkpoint_key)
     try:
-        report = verify_file(_database(config_path))
+        report = verify_file(
+            _database(config_path), config.resolve(audit_config.checkpoint_file), config.resolve(public)
+        )
     except sqlite3.Error as exc:
         raise click.ClickException(f"cannot read the audit log: {exc}") from exc
     if as_json:
         echo_json(report.model_dump(mode="json"))
     elif report.ok:
-        click.echo(f"ok: {report.records} records, chain intact")
+        click.echo(f"ok: {report.records} records, chain intact, {report.checkpoints} signed checkpoint(s) hold")
     else:
         click.echo(f"BROKEN at record {report.first_bad_seq}: {report.problem}", err=True)
     if not report.ok:
         raise SystemExit(1)
+
+
+@audit.command()
+@config_option
+@json_option
+def checkpoint(config_path: Path, as_json: bool) -> None:
+    """Sign the chain's head now, into the log and the checkpoint file.
+
+    Example: portcullis audit checkpoint
+    """
+    _database(config_path)
+    gateway = load_gateway(config_path)
+
+    async def run() -> Checkpoint | None:
+        gateway.audit.open(gateway.config.audit.salt)
+        try:
+            return await gateway.checkpoint()
+        finally:
+            await gateway.audit.close()
+
+    written = anyio.run(run)
+    if written is None:
+        raise click.ClickException("no checkpoint written (empty log, or see the error above)")
+    if as_json:
+        echo_json(written.model_dump())
+    else:
+        click.echo(f"checkpoint: record {written.seq}, hash {written.hash[:16]}…, signed")

@@ -221,6 +221,14 @@ class AuditConfig(_Model):
     """Salt for hashing secret argument values; generated and kept in the database if unset."""
     secret_keys: tuple[str, ...] = _DEFAULT_SECRET_KEYS
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
+    checkpoint_key: Path = Path("audit/checkpoint.key")
+    """Ed25519 private key (PEM) signing checkpoints; created, with `.pub` beside it, if missing."""
+    checkpoint_public_key: Path | None = None
+    """The key `audit verify` trusts; default: `checkpoint_key` with `.pub`."""
+    checkpoint_file: Path = Path("audit/checkpoints.jsonl")
+    """Checkpoints are appended here as well as to the log: keep it (or ship it) elsewhere."""
+    checkpoint_seconds: float = Field(default=300, ge=0)
+    """How often to write a checkpoint while serving (0: only at shutdown and on demand)."""
 
 
 class WebhookConfig(_Model):

@@ -1,0 +1,142 @@
+"""Signed checkpoints: the chain head, signed with Ed25519, kept outside the database too.
+
+The hash chain shows an edited, inserted or reordered record, but not a log cut
+short at its end: the shorter chain is still a valid chain. A checkpoint is the
+head (sequence number and hash) signed by the gateway's key and written both to
+the log and to a separate file; `audit verify` then knows how far the log went
+and that nobody rewrote it since, and rejects a checkpoint whose signature fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict
+
+from gateway.canonical import canonical_json
+
+
+class Checkpoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    hash: str
+    ts: str
+    signature: str
+    """Base64 Ed25519 signature over the canonical JSON of {seq, hash, ts}."""
+
+    def signed_bytes(self) -> bytes:
+        return canonical_json({"seq": self.seq, "hash": self.hash, "ts": self.ts}).encode()
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The signing key; created (with its public key beside it, `.pub`) on first use."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    public_key_path(path).write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return key
+
+
+def public_key_path(private: Path) -> Path:
+    return private.with_suffix(".pub")
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def sign(key: Ed25519PrivateKey, seq: int, head: str, ts: str) -> Checkpoint:
+    unsigned = Checkpoint(seq=seq, hash=head, ts=ts, signature="")
+    signature = base64.b64encode(key.sign(unsigned.signed_bytes())).decode()
+    return unsigned.model_copy(update={"signature": signature})
+
+
+def valid(checkpoint: Checkpoint, public: Ed25519PublicKey) -> bool:
+    try:
+        public.verify(base64.b64decode(checkpoint.signature), checkpoint.signed_bytes())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def append_to_file(path: Path, checkpoint: Checkpoint) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(checkpoint.model_dump_json() + "\n")
+
+
+def read_file(path: Path) -> list[Checkpoint | dict[str, Any]]:
+    """Checkpoints from the file; an unreadable line comes back as `{"line": n, "problem": ...}`."""
+    if not path.exists():
+        return []
+    found: list[Checkpoint | dict[str, Any]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            found.append(Checkpoint.model_validate(json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            found.append({"line": number, "problem": f"not a checkpoint: {exc}"})
+    return found
+
+
+def verify_checkpoints(
+    heads: dict[int, str], last_seq: int, checkpoints: list[Checkpoint | dict[str, Any]], public: Ed25519PublicKey
+) -> tuple[int, str] | None:
+    """The first problem (sequence number, message) the checkpoints reveal in the log, or None."""
+    for entry in checkpoints:
+        if not isinstance(entry, Checkpoint):
+            return 0, f"checkpoint file line {entry['line']}: {entry['problem']}"
+        if not valid(entry, public):
+            return entry.seq, f"the checkpoint for record {entry.seq} has a bad signature (forged or corrupted)"
+        if entry.seq > last_seq:
+            return last_seq + 1, (
+                f"the log ends at record {last_seq} but a signed checkpoint covers record {entry.seq}:"
+                " records were removed from its end"
+            )
+        if heads.get(entry.seq) != entry.hash:
+            return entry.seq, f"record {entry.seq} differs from its signed checkpoint"
+    return None
+
+
+async def write_checkpoint(store: Any, key: Ed25519PrivateKey, file: Path) -> Checkpoint | None:
+    """Sign the current chain head; record it in the log and append it to `file`."""
+    import anyio.to_thread
+
+    from gateway.audit.query import open_readonly
+    from gateway.audit.records import AuditRecord, utc_now
+    from gateway.audit.store import chain_head
+
+    def head() -> tuple[int, str]:
+        connection = open_readonly(store.path)
+        try:
+            return chain_head(connection)
+        finally:
+            connection.close()
+
+    seq, digest = await anyio.to_thread.run_sync(head)
+    if seq == 0:
+        return None
+    checkpoint = sign(key, seq, digest, utc_now())
+    await store.append(AuditRecord(event="audit.checkpoint", detail=checkpoint.model_dump()))
+    await anyio.to_thread.run_sync(append_to_file, file, checkpoint)
+    return checkpoint
