@@ -132,6 +132,22 @@ class Gateway:
             await self.audit.append(self._lifecycle("gateway.stop"))
             await self.checkpoint()
 
+    def record_auth_failure(self, method: str, reason: str) -> None:
+        """Audit a refused credential, off the request's path (the credential itself is never recorded)."""
+        if self._tasks is None:
+            return
+        record = AuditRecord(
+            event="auth.failed", auth=method, outcome=OutcomeCode.UNAUTHENTICATED.value, message=reason
+        )
+
+        async def append() -> None:
+            try:
+                await self.audit.append(record)
+            except AuditWriteError:
+                logger.exception("could not record an authentication failure")
+
+        self._tasks.start_soon(append)
+
     async def checkpoint(self) -> Checkpoint | None:
         """Sign the audit chain's head into the log and the checkpoint file (see audit/checkpoints.py)."""
         audit = self.config.audit

@@ -29,11 +29,18 @@ def hash_key(key: str) -> str:
 class BearerVerifier:
     """The SDK's `TokenVerifier`: API keys first, then JWTs when configured. Reads config on every request."""
 
-    def __init__(self, identity: Callable[[], IdentityConfig], root: Path) -> None:
+    def __init__(
+        self,
+        identity: Callable[[], IdentityConfig],
+        root: Path,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._keys = ApiKeyVerifier(lambda: identity().api_keys)
         self._identity = identity
         self._root = root
         self._jwt: tuple[JwtConfig, JwtVerifier] | None = None
+        self._on_failure = on_failure
+        """Told (method, reason) of every refused credential, to audit it; never the credential itself."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
         found = await self._keys.verify_token(token)
@@ -41,10 +48,18 @@ class BearerVerifier:
             return found
         config = self._identity().jwt
         if config is None or token.count(".") != 2:
+            self._failed("api_key", "unknown key")
             return None
         if self._jwt is None or self._jwt[0] is not config:
             self._jwt = (config, JwtVerifier(config, self._root))
-        return self._jwt[1].verify(token)
+        verified = self._jwt[1].verify(token)
+        if verified is None:
+            self._failed("jwt", self._jwt[1].last_problem)
+        return verified
+
+    def _failed(self, method: str, reason: str) -> None:
+        if self._on_failure is not None:
+            self._on_failure(method, reason)
 
 
 class JwtVerifier:
@@ -59,6 +74,8 @@ class JwtVerifier:
         else:
             self._key = config.secret
 
+    last_problem = ""
+
     def verify(self, token: str) -> AccessToken | None:
         config = self._config
         try:
@@ -67,7 +84,8 @@ class JwtVerifier:
                 kid = jwt.get_unverified_header(token).get("kid")
                 key = next((k.key for k in self._jwks.keys if k.key_id == kid), None)
                 if key is None:
-                    logger.info("JWT refused: unknown key id %r", kid)
+                    self.last_problem = f"unknown key id {kid!r}"
+                    logger.info("JWT refused: %s", self.last_problem)
                     return None
             claims = jwt.decode(
                 token,
@@ -79,10 +97,12 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", config.subject_claim]},
             )
         except jwt.PyJWTError as exc:
-            logger.info("JWT refused: %s", exc)
+            self.last_problem = f"{type(exc).__name__}: {exc}"
+            logger.info("JWT refused: %s", self.last_problem)
             return None
         subject = claims.get(config.subject_claim)
         if not isinstance(subject, str) or not subject:
+            self.last_problem = "no subject claim"
             return None
         roles = claims.get(config.roles_claim) if config.roles_claim else None
         granted = [f"{config.role_prefix}{r}" for r in roles if isinstance(r, str)] if isinstance(roles, list) else []

@@ -32,7 +32,7 @@ def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:
         streamable_http_path=config.server.path,
         host=host,
         auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}{config.server.path}"),
-        token_verifier=BearerVerifier(lambda: gateway.config.identity, config.root),
+        token_verifier=BearerVerifier(lambda: gateway.config.identity, config.root, gateway.record_auth_failure),
     )
     # The gateway starts and stops inside the app's lifespan: uvicorn re-raises SIGTERM
     # after serve() returns, so code placed after it would never record the shutdown.

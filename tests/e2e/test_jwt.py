@@ -117,8 +117,17 @@ def test_a_bad_token_gets_401(jwt_config: Path, serve_http: Callable[[Path], str
 def test_hs256_tokens_and_api_keys_work_side_by_side(hs_config: Path, serve_http: Callable[[Path], str]) -> None:
     url = serve_http(hs_config)
     assert status(url, token(SECRET, "HS256", roles=["support"])) != 401
-    assert status(url, token("another-secret-that-is-long-enough", "HS256")) == 401
+    forged = token("another-secret-that-is-long-enough", "HS256")
+    assert status(url, forged) == 401
     assert status(url, "demo-alice") != 401
+    assert status(url, "not-a-key") == 401
+    time.sleep(0.5)  # the failure is recorded off the request's path
+    db = sqlite3.connect(hs_config.parent / "audit" / "audit.db")
+    rows = db.execute("SELECT body FROM audit_log WHERE event = 'auth.failed'").fetchall()
+    db.close()
+    failures = [json.loads(body) for (body,) in rows]
+    assert {(f["auth"], f["outcome"]) for f in failures} >= {("jwt", "unauthenticated"), ("api_key", "unauthenticated")}
+    assert all(forged not in body and "not-a-key" not in body for (body,) in rows)
 
 
 @pytest.mark.anyio
