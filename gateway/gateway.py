@@ -72,7 +72,7 @@ class Gateway:
         self._stamps = _stamps(self._watched())  # before reading: a change during loading is seen later
         self.policy = load_policy(config)
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[BuiltinSource(self)])
-        self.audit = AuditStore(config.resolve(config.audit.path))
+        self.audit = AuditStore(config.resolve(config.audit.path), config.audit.write_timeout_seconds)
         self.approvals = ApprovalService(self)
         self._listeners: list[Listener] = []
         self._reported: set[tuple[str, str]] = set()

@@ -81,8 +81,10 @@ def open_database(path: Path) -> sqlite3.Connection:
 class AuditStore:
     """Appends records to the chained log; `append` returns the record's sequence number once durable."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, write_timeout_seconds: float = 5.0) -> None:
         self.path = path
+        self.write_timeout_seconds = write_timeout_seconds
+        """How long a commit waits for another writer (the CLI) before the calls it carries are refused."""
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.salt = ""
@@ -150,6 +152,7 @@ class AuditStore:
         failed: list[tuple[_Job, BaseException]] = []
         synchronous = "FULL" if any(job.durable for job in batch) else "NORMAL"
         try:
+            connection.execute(f"PRAGMA busy_timeout={int(self.write_timeout_seconds * 1000)}")
             if synchronous != self._synchronous:
                 connection.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous

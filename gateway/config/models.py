@@ -221,6 +221,8 @@ class AuditConfig(_Model):
     """Salt for hashing secret argument values; generated and kept in the database if unset."""
     secret_keys: tuple[str, ...] = _DEFAULT_SECRET_KEYS
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
+    write_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a commit waits for a lock held by another writer before its calls are refused."""
     checkpoint_key: Path = Path("audit/checkpoint.key")
     """Ed25519 private key (PEM) signing checkpoints; created, with `.pub` beside it, if missing."""
     checkpoint_public_key: Path | None = None
