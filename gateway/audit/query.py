@@ -25,13 +25,20 @@ class AuditQuery(BaseModel):
     outcome: str | None = None
     event: str | None = None
     call_id: str | None = None
+    tenant: str | None = None
+    approval_id: str | None = None
+    text: str | None = None
+    """Free text, searched in the recorded reason (matched rule) and message."""
     since: str | None = None
     """A duration back from now (`90s`, `15m`, `1h`, `7d`) or an ISO-8601 time."""
+    until: str | None = None
     limit: int = 100
+    page: int = 1
+    newest_first: bool = False
 
 
 def parse_since(value: str, now: datetime | None = None) -> str:
-    """Return the ISO timestamp a `--since` value means; raise ValueError if it means nothing."""
+    """Return the ISO timestamp a `--since`/`--until` value means; raise ValueError if it means nothing."""
     now = now or datetime.now(UTC)
     match = _DURATION.match(value.strip())
     if match:
@@ -40,14 +47,18 @@ def parse_since(value: str, now: datetime | None = None) -> str:
         try:
             start = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"--since {value!r}: expected a duration like 15m, 1h, 7d or an ISO-8601 time") from None
+            raise ValueError(f"{value!r}: expected a duration like 15m, 1h, 7d or an ISO-8601 time") from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
     return start.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dict[str, Any]]:
-    """The latest `limit` matching records, oldest first, each with its `seq` and `hash`."""
+    """A page of the latest matching records (newest or oldest first), each with its `seq` and `hash`.
+
+    Subject, tool, decision, outcome, event, call and time are indexed columns; tenant, approval
+    id and free text are read from the record body (a scan of the rows the other filters leave).
+    """
     clauses, params = [], []
     for column in ("subject", "decision", "outcome", "event", "call_id"):
         value = getattr(query, column)
@@ -60,11 +71,27 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
     if query.since is not None:
         clauses.append("ts >= ?")
         params.append(parse_since(query.since))
+    if query.until is not None:
+        clauses.append("ts < ?")
+        params.append(parse_since(query.until))
+    for field in ("tenant", "approval_id"):
+        value = getattr(query, field)
+        if value is not None:
+            clauses.append(f"json_extract(body, '$.{field}') = ?")
+            params.append(value)
+    if query.text is not None:
+        clauses.append(
+            "(instr(lower(json_extract(body, '$.rule')), ?) > 0 OR instr(lower(json_extract(body, '$.message')), ?) > 0)"
+        )
+        params += [query.text.lower(), query.text.lower()]
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    offset = (max(query.page, 1) - 1) * query.limit
     rows = connection.execute(
-        f"SELECT seq, hash, body FROM audit_log {where} ORDER BY seq DESC LIMIT ?", (*params, query.limit)
+        f"SELECT seq, hash, body FROM audit_log {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+        (*params, query.limit, offset),
     ).fetchall()
-    return [{**json.loads(body), "seq": seq, "hash": digest} for seq, digest, body in reversed(rows)]
+    records = [{**json.loads(body), "seq": seq, "hash": digest} for seq, digest, body in rows]
+    return records if query.newest_first else list(reversed(records))
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:

@@ -43,6 +43,19 @@ WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log)
        (SELECT hash FROM audit_log WHERE seq = NEW.seq - 1), '{GENESIS_HASH}')
 BEGIN SELECT RAISE(ABORT, 'audit_log insert must extend the hash chain'); END;
 
+-- Stable views for sqlite-utils, Datasette and auditors' own SQL (columns documented in the README).
+CREATE VIEW IF NOT EXISTS calls AS
+    SELECT seq, ts, call_id, subject, json_extract(body, '$.tenant') AS tenant, tool, decision, outcome,
+           json_extract(body, '$.rule') AS rule, json_extract(body, '$.latency_ms') AS latency_ms,
+           json_extract(body, '$.approval_id') AS approval_id, json_extract(body, '$.auth') AS auth
+    FROM audit_log WHERE event = 'tool.call';
+CREATE VIEW IF NOT EXISTS denials AS
+    SELECT * FROM calls WHERE decision = 'deny' OR outcome IN ('denied', 'unknown_tool', 'approval_denied');
+CREATE VIEW IF NOT EXISTS approvals AS
+    SELECT id, status, subject, tool, approver_role, approvals_required, created_at, expires_at, approved_at,
+           finished_at, json_extract(result, '$.code') AS result_code
+    FROM approval_requests;
+
 CREATE TABLE IF NOT EXISTS approval_requests (
     id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL,

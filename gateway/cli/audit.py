@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sqlite3
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import click
@@ -26,38 +31,67 @@ def _database(config_path: Path) -> Path:
     return path
 
 
+FORMATS = ("table", "json", "jsonl", "csv")
+TABLE = ["seq", "ts", "event", "subject", "tool", "decision", "outcome", "approval_id"]
+
+
 @audit.command()
 @config_option
 @click.option("--subject", default=None, help="Only this caller.")
+@click.option("--tenant", default=None, help="Only this tenant.")
 @click.option("--tool", default=None, help="Only tools matching this glob (crm.*).")
 @click.option("--decision", type=click.Choice(["allow", "deny", "approval_required"]), default=None)
 @click.option("--outcome", default=None, help="Only this outcome code (ok, denied, timeout, ...).")
-@click.option("--event", default=None, help="Only this event (tool.call, tool.intent, gateway.start, ...).")
-@click.option("--since", default=None, help="A duration back from now (15m, 1h, 7d) or an ISO-8601 time.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--event", default=None, help="Only this event (tool.call, tool.intent, approval.approve, ...).")
+@click.option("--approval", "approval_id", default=None, help="Only records of this approval request.")
+@click.option("--text", default=None, help="Free text in the matched rule or the message.")
+@click.option("--since", default=None, help="From: a duration back from now (15m, 1h, 7d) or an ISO-8601 time.")
+@click.option("--until", default=None, help="Until (exclusive): a duration back from now or an ISO-8601 time.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Records per page.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--format", "output", type=click.Choice(FORMATS), default="table", show_default=True)
 @json_option
 def query(
     config_path: Path,
     subject: str | None,
+    tenant: str | None,
     tool: str | None,
     decision: str | None,
     outcome: str | None,
     event: str | None,
+    approval_id: str | None,
+    text: str | None,
     since: str | None,
+    until: str | None,
     limit: int,
+    page: int,
+    output: str,
     as_json: bool,
 ) -> None:
-    """Show the latest matching audit records, oldest first.
+    """Show matching audit records, newest first, a page at a time.
 
-    Example: portcullis audit query --subject bob --tool 'payments.*' --since 1h --json
+    Example: portcullis audit query --subject bob --tool 'payments.*' --since 1h --format jsonl
     """
-    if since is not None:
-        try:
-            parse_since(since)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from exc
+    for name, value in (("--since", since), ("--until", until)):
+        if value is not None:
+            try:
+                parse_since(value)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint=name) from exc
     spec = AuditQuery(
-        subject=subject, tool=tool, decision=decision, outcome=outcome, event=event, since=since, limit=limit
+        subject=subject,
+        tenant=tenant,
+        tool=tool,
+        decision=decision,
+        outcome=outcome,
+        event=event,
+        approval_id=approval_id,
+        text=text,
+        since=since,
+        until=until,
+        limit=limit,
+        page=page,
+        newest_first=True,
     )
     connection = open_readonly(_database(config_path))
     try:
@@ -66,10 +100,22 @@ def query(
         raise click.ClickException(f"cannot read the audit log: {exc}") from exc
     finally:
         connection.close()
-    if as_json:
+    render(records, "json" if as_json else output)
+
+
+def render(records: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
         echo_json(records)
-        return
-    echo_table(records, ["seq", "ts", "event", "subject", "tool", "decision", "outcome", "approval_id"])
+    elif output == "jsonl":
+        for record in records:
+            click.echo(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    elif output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=[*TABLE, "rule", "message"], extrasaction="ignore")
+        writer.writeheader()
+        for record in records:
+            writer.writerow(record)
+    else:
+        echo_table(records, TABLE)
 
 
 @audit.command()
@@ -127,3 +173,136 @@ def checkpoint(config_path: Path, as_json: bool) -> None:
         echo_json(written.model_dump())
     else:
         click.echo(f"checkpoint: record {written.seq}, hash {written.hash[:16]}…, signed")
+
+
+@audit.command()
+@config_option
+@click.option("--since", default="24h", show_default=True, help="The window: a duration (1h, 7d) or an ISO time.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@json_option
+def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
+    """Counts over a window: calls by decision and outcome, the busiest tools and subjects, the top denials.
+
+    Example: portcullis audit stats --since 7d
+    """
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    connection = open_readonly(_database(config_path))
+    try:
+        window = "FROM audit_log WHERE event = 'tool.call' AND ts >= ?"
+
+        def grouped(columns: str, extra: str = "") -> list[dict[str, Any]]:
+            names = [c.strip() for c in columns.split(",")]
+            rows = connection.execute(
+                f"SELECT {columns}, COUNT(*) AS n {window} {extra} GROUP BY {columns} ORDER BY n DESC LIMIT ?",
+                (start, top),
+            ).fetchall()
+            return [{**dict(zip(names, row[:-1], strict=True)), "calls": row[-1]} for row in rows]
+
+        report = {
+            "since": start,
+            "by_decision": grouped("decision"),
+            "by_outcome": grouped("outcome"),
+            "busiest_tools": grouped("tool"),
+            "busiest_subjects": grouped("subject"),
+            "top_denied": grouped("subject, tool", "AND decision = 'deny'"),
+        }
+    finally:
+        connection.close()
+    if as_json:
+        echo_json(report)
+        return
+    for section, rows in report.items():
+        if section == "since":
+            click.echo(f"since {rows}")
+            continue
+        click.echo(f"\n{section.replace('_', ' ')}:")
+        echo_table(rows, list(rows[0]) if rows else ["calls"])
+
+
+@audit.command()
+@config_option
+@click.option("--format", "output", type=click.Choice(["jsonl", "ocsf"]), default="jsonl", show_default=True)
+@click.option("--since", default=None, help="From: a duration back from now or an ISO-8601 time.")
+def export(config_path: Path, output: str, since: str | None) -> None:
+    """Stream records for a SIEM: JSON Lines with the chain fields, or OCSF API Activity events.
+
+    Every line keeps `seq`, `prev_hash` and `hash`, so a copy can be verified elsewhere.
+
+    Example: portcullis audit export --format ocsf --since 7d > audit.ocsf.jsonl
+    """
+    start = None
+    if since is not None:
+        try:
+            start = parse_since(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from exc
+    connection = open_readonly(_database(config_path))
+    try:
+        rows = connection.execute(
+            "SELECT seq, prev_hash, hash, body FROM audit_log WHERE ? IS NULL OR ts >= ? ORDER BY seq", (start, start)
+        )
+        for seq, prev_hash, digest, body in rows:
+            record = {**json.loads(body), "seq": seq, "prev_hash": prev_hash, "hash": digest}
+            line = ocsf(record) if output == "ocsf" else record
+            click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+    finally:
+        connection.close()
+
+
+def ocsf(record: dict[str, Any]) -> dict[str, Any]:
+    """An OCSF 1.x API Activity (class 6003) event for one audit record."""
+    denied = record.get("decision") == "deny" or record.get("outcome") not in (None, "ok", "started")
+    return {
+        "class_uid": 6003,
+        "category_uid": 6,
+        "activity_id": 99,
+        "activity_name": record.get("event"),
+        "time": record.get("ts"),
+        "status": "Failure" if denied else "Success",
+        "status_detail": record.get("outcome"),
+        "actor": {"user": {"name": record.get("subject"), "groups": [{"name": r} for r in record.get("roles") or []]}},
+        "api": {"operation": record.get("tool"), "service": {"name": "portcullis"}},
+        "metadata": {"product": {"name": "Portcullis"}, "uid": str(record.get("seq")), "version": "1.1.0"},
+        "unmapped": {
+            k: record.get(k) for k in ("decision", "rule", "policy_version", "approval_id", "prev_hash", "hash")
+        },
+    }
+
+
+@audit.command()
+@config_option
+@click.option("-n", "lines", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new records as they are written.")
+@click.option("--interval", type=float, default=0.5, show_default=True, help="Seconds between looks when following.")
+def tail(config_path: Path, lines: int, follow: bool, interval: float) -> None:
+    """Print the last records, and with -f follow new ones live (Ctrl-C to stop).
+
+    Example: portcullis audit tail -f
+    """
+    database = _database(config_path)
+    connection = open_readonly(database)
+    try:
+        rows = connection.execute("SELECT seq, body FROM audit_log ORDER BY seq DESC LIMIT ?", (lines,)).fetchall()
+        last = rows[0][0] if rows else 0
+        for seq, body in reversed(rows):
+            _print_line(seq, json.loads(body))
+        if not rows:
+            (last,) = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log").fetchone()
+        while follow:
+            time.sleep(interval)
+            for seq, body in connection.execute("SELECT seq, body FROM audit_log WHERE seq > ? ORDER BY seq", (last,)):
+                _print_line(seq, json.loads(body))
+                last = seq
+    except KeyboardInterrupt:
+        pass
+    finally:
+        connection.close()
+
+
+def _print_line(seq: int, record: dict[str, Any]) -> None:
+    fields = [str(seq), record.get("ts", ""), record.get("event", "")]
+    fields += [str(record.get(k)) for k in ("subject", "tool", "decision", "outcome") if record.get(k) is not None]
+    click.echo("  ".join(fields))

@@ -199,3 +199,53 @@ async def test_audit_verify_exits_non_zero_with_the_first_bad_record(gateway: Ga
 def test_audit_commands_explain_a_missing_database(config_path: Path) -> None:
     code, _, err = run("audit", "verify", "--config", str(config_path))
     assert code == 1 and "no audit database" in err
+
+
+async def test_audit_query_formats_paging_and_body_filters(gateway: Gateway, config_path: Path) -> None:
+    await fill(gateway)
+    base = ["audit", "query", "--config", str(config_path), "--event", "tool.call"]
+    code, out, _ = run(*base, "--format", "jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["seq"] for r in lines] == sorted((r["seq"] for r in lines), reverse=True)
+    first, second = run(*base, "--limit", "1", "--json")[1], run(*base, "--limit", "1", "--page", "2", "--json")[1]
+    assert json.loads(first)[0]["seq"] > json.loads(second)[0]["seq"]
+    code, out, _ = run(*base, "--format", "csv")
+    assert out.splitlines()[0].startswith("seq,ts,event,subject,tool,decision,outcome")
+    assert len(out.splitlines()) == 4
+    code, out, _ = run(*base, "--text", "role:finance", "--json")
+    assert [(r["subject"], r["tool"]) for r in json.loads(out)] == [("bob", "payments.refund")]
+    approval = json.loads(run(*base, "--subject", "bob", "--json")[1])[0]["approval_id"]
+    code, out, _ = run("audit", "query", "--config", str(config_path), "--approval", approval, "--json")
+    assert {r["subject"] for r in json.loads(out)} == {"bob"}
+    code, out, _ = run(*base, "--until", "1h", "--json")
+    assert json.loads(out) == []
+
+
+async def test_audit_stats_counts_decisions_tools_and_denials(gateway: Gateway, config_path: Path) -> None:
+    await fill(gateway)
+    code, out, _ = run("audit", "stats", "--config", str(config_path), "--json")
+    report = json.loads(out)
+    assert code == 0
+    assert {r["decision"]: r["calls"] for r in report["by_decision"]} == {"allow": 1, "deny": 1, "approval_required": 1}
+    assert report["top_denied"] == [{"subject": "alice", "tool": "payments.refund", "calls": 1}]
+
+
+async def test_an_export_carries_the_chain_so_a_copy_verifies_elsewhere(gateway: Gateway, config_path: Path) -> None:
+    from gateway.audit import chain_hash
+    from gateway.canonical import canonical_json
+
+    await fill(gateway)
+    await gateway.stop()
+    code, out, _ = run("audit", "export", "--config", str(config_path))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) > 4
+    previous = "0" * 64
+    for line in lines:
+        body = canonical_json({k: v for k, v in line.items() if k not in ("prev_hash", "hash")})
+        assert line["prev_hash"] == previous
+        assert chain_hash(line["prev_hash"], body) == line["hash"]
+        previous = line["hash"]
+    code, out, _ = run("audit", "export", "--config", str(config_path), "--format", "ocsf")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert {e["class_uid"] for e in events} == {6003}
+    assert any(e["status"] == "Failure" and e["api"]["operation"] == "payments.refund" for e in events)
