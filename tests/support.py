@@ -57,8 +57,8 @@ DEMO_VIEW: dict[str, set[str]] = {
     "alice": _SUPPORT,
     "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"} | _FOLLOW,
     "carol": _SUPPORT | {"payments.refund"} | _FOLLOW | _DECIDE,
-    "dave": {"gateway.approval_status"},
-    "erin": set(DEMO_TOOLS) | {"gateway.policy_check"} | _FOLLOW | _DECIDE,
+    "dave": {"gateway.approval_status", "gateway.audit_query"},
+    "erin": set(DEMO_TOOLS) | {"gateway.policy_check", "gateway.audit_query"} | _FOLLOW | _DECIDE,
     "mallory": set(),
 }
 """The demo tools each demo subject may call (or request approval for)."""

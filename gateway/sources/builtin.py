@@ -38,6 +38,21 @@ APPROVAL_TOOLS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]]
         _SAFE,
     ),
     "gateway.approvals_pending": ("Approval requests waiting for your decision.", {}, [], _SAFE),
+    "gateway.audit_query": (
+        "Audit records, newest first: filter by subject, tool glob, decision, outcome, event, and a window"
+        " (since: 15m, 1h, 7d or an ISO time).",
+        {
+            "subject": {"type": "string"},
+            "tool": {"type": "string"},
+            "decision": {"enum": ["allow", "deny", "approval_required"]},
+            "outcome": {"type": "string"},
+            "event": {"type": "string"},
+            "since": {"type": "string"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+        },
+        [],
+        _SAFE,
+    ),
     "gateway.approve": (
         "Approve a pending request (never your own). With edited_arguments, approve a corrected call"
         " instead; it is checked against policy and guardrails again.",
@@ -117,10 +132,25 @@ class BuiltinSource:
             return ToolResult(content=[{"type": "text", "text": text}], structured=structured)
         return await self._approvals(tool.name, arguments, context)
 
+    async def _audit_query(self, arguments: dict[str, Any]) -> ToolResult:
+        """Auditors' view of the log (who may call it is policy: the demo's auditor)."""
+        from gateway.audit import AuditQuery, parse_since
+
+        if arguments.get("since") is not None:
+            try:
+                parse_since(arguments["since"])
+            except ValueError as exc:
+                return _error(f"since: {exc}")
+        query = AuditQuery(**{**arguments, "limit": arguments.get("limit", 50)}, newest_first=True)
+        records = await _read_audit(self._gateway.audit.path, query)
+        return _result({"records": records}, f"{len(records)} record(s)")
+
     async def _approvals(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         from gateway.approvals.service import ApprovalError, request_json
         from gateway.pipeline import Caller
 
+        if name == "gateway.audit_query":
+            return await self._audit_query(arguments)
         service = self._gateway.approvals
         caller = Caller(subject=context.subject, granted_roles=context.roles, auth="builtin", transport="builtin")
         if name == "gateway.approvals_pending":
@@ -162,6 +192,21 @@ class BuiltinSource:
 
     def health(self) -> SourceHealth:
         return SourceHealth(source=self.name, kind=self.kind, status="ok", tools=len(self._definitions))
+
+
+async def _read_audit(path: Any, query: Any) -> list[dict[str, Any]]:
+    import anyio.to_thread
+
+    from gateway.audit import open_readonly, query_records
+
+    def run() -> list[dict[str, Any]]:
+        connection = open_readonly(path)
+        try:
+            return query_records(connection, query)
+        finally:
+            connection.close()
+
+    return await anyio.to_thread.run_sync(run)
 
 
 def _result(structured: dict[str, Any], text: str) -> ToolResult:

@@ -225,3 +225,16 @@ async def test_admins_can_ask_the_gateway_to_explain_a_decision(connect: Connect
     async with connect("alice") as client:
         refused = await client.call_tool("gateway.policy_check", {"subject": "bob", "tool": "payments.refund"})
     assert error(refused)["code"] == "unknown_tool"
+
+
+async def test_the_auditor_queries_the_log_through_mcp(connect: Connect) -> None:
+    async with connect("alice") as client:
+        await client.call_tool("crm.find_customer", {"query": "turing"})
+        refused = await client.call_tool("gateway.audit_query", {"subject": "alice"})
+    async with connect("dave") as client:
+        result = await client.call_tool("gateway.audit_query", {"subject": "alice", "tool": "crm.*", "limit": 5})
+    assert error(refused)["code"] == "unknown_tool"
+    assert result.structured_content is not None
+    records = result.structured_content["records"]
+    assert records and all(r["subject"] == "alice" and r["tool"].startswith("crm.") for r in records)
+    assert records[0]["seq"] > records[-1]["seq"]
