@@ -451,7 +451,9 @@ class Gateway:
             **caller.audit_fields(),
             roles=roles,
             tool=target,
-            arguments=redact_arguments(arguments, self.config.audit.secret_keys, self.audit.salt),
+            arguments=redact_arguments(
+                arguments, self.config.audit.secret_keys, self.audit.salt, self.config.audit.personal_keys
+            ),
             decision=(decision.decision if decision else Decision.DENY).value,
             rule=decision.reason if decision else None,
             policy_version=snapshot.policy.version,

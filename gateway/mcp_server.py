@@ -57,10 +57,12 @@ def build_server(
             auth = str(claims.get("auth", "bearer")) if token is not None else "none"
             tenant = claims.get("tenant") or tenant
             granted = tuple(claims.get("roles") or ())
+        connection = getattr(ctx.session, "_connection", None)
         return Caller(
             subject=subject,
             tenant=tenant,
             granted_roles=granted,
+            session=getattr(connection, "session_id", None),
             auth=auth,
             transport=transport,
             client_name=name,

@@ -213,7 +213,9 @@ class ApprovalService:
             "approval_id": request.id,
             "tool": request.tool,
             "requester": request.subject,
-            "arguments": redact_arguments(request.arguments, secret_keys, self._gateway.audit.salt),
+            "arguments": redact_arguments(
+                request.arguments, secret_keys, self._gateway.audit.salt, self._gateway.config.audit.personal_keys
+            ),
             "reasons": request.reasons,
             "approver_role": request.approver_role,
             "approvals_required": request.approvals_required,

@@ -37,6 +37,7 @@ class AuditRecord(BaseModel):
     client_name: str | None = None
     client_version: str | None = None
     protocol_version: str | None = None
+    session: str | None = None
     tool: str | None = None
     definition_hash: str | None = None
     arguments: Any = None
@@ -63,16 +64,20 @@ def chain_hash(prev_hash: str, body: str) -> str:
     return sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-def redact_arguments(value: Any, secret_keys: tuple[str, ...], salt: str) -> Any:
-    """Replace the values of secret-looking keys with a salted hash (comparable, not reversible)."""
+def redact_arguments(value: Any, secret_keys: tuple[str, ...], salt: str, personal_keys: tuple[str, ...] = ()) -> Any:
+    """Replace the values of secret-looking keys (substring match) and of personal-data keys (exact
+    match) with a salted hash: comparable within one salt, not reversible. Forgetting the salt
+    erases what the hashes could be linked to, while the chain still verifies."""
     lowered = tuple(key.lower() for key in secret_keys)
+    personal = {key.lower() for key in personal_keys}
+
+    def hidden(key: Any) -> bool:
+        name = str(key).lower()
+        return name in personal or any(s in name for s in lowered)
 
     def walk(item: Any) -> Any:
         if isinstance(item, dict):
-            return {
-                key: _salted(val, salt) if any(s in str(key).lower() for s in lowered) else walk(val)
-                for key, val in item.items()
-            }
+            return {key: _salted(val, salt) if hidden(key) else walk(val) for key, val in item.items()}
         if isinstance(item, list):
             return [walk(v) for v in item]
         return item

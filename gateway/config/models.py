@@ -221,6 +221,8 @@ class AuditConfig(_Model):
     """Salt for hashing secret argument values; generated and kept in the database if unset."""
     secret_keys: tuple[str, ...] = _DEFAULT_SECRET_KEYS
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
+    personal_keys: tuple[str, ...] = ()
+    """Argument keys holding personal data (exact, case-insensitive), stored as a salted hash too."""
     write_timeout_seconds: float = Field(default=5.0, gt=0)
     """How long a commit waits for a lock held by another writer before its calls are refused."""
     checkpoint_key: Path = Path("audit/checkpoint.key")

@@ -35,7 +35,8 @@ def build_stages(snapshot: Snapshot) -> list[Stage]:
 
 
 def build_pipeline(snapshot: Snapshot, audit: AuditStore | None) -> Pipeline:
-    return Pipeline(build_stages(snapshot), audit, snapshot.config.audit.secret_keys)
+    audit_config = snapshot.config.audit
+    return Pipeline(build_stages(snapshot), audit, audit_config.secret_keys, audit_config.personal_keys)
 
 
 __all__ = [

@@ -22,10 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, stages: Sequence[Stage], audit: AuditStore | None, secret_keys: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        audit: AuditStore | None,
+        secret_keys: tuple[str, ...],
+        personal_keys: tuple[str, ...] = (),
+    ) -> None:
         self.stages = tuple(stages)
         self._audit = audit
         self._secret_keys = secret_keys
+        self._personal_keys = personal_keys
 
     async def run(self, call: CallContext) -> Outcome:
         """Run every stage in travel order and record the call (unless it is a dry run)."""
@@ -79,7 +86,7 @@ class Pipeline:
             result_digest, result_bytes = sha256_hex(text), len(text.encode())
         if call.arguments_digest is not None:
             salt = self._audit.salt if self._audit else ""
-            arguments = redact_arguments(call.arguments, self._secret_keys, salt)
+            arguments = redact_arguments(call.arguments, self._secret_keys, salt, self._personal_keys)
         else:
             arguments = {"omitted": "refused before the arguments were admitted", "bytes": call.arguments_bytes}
         # model_construct: every field comes from validated state; skipping validation halves the cost.
