@@ -124,6 +124,7 @@ class AuditStore:
 
     def _run(self, connection: sqlite3.Connection) -> None:
         self._synchronous = "FULL"
+        self._busy = -1
         try:
             while True:
                 first = self._queue.get()
@@ -152,7 +153,10 @@ class AuditStore:
         failed: list[tuple[_Job, BaseException]] = []
         synchronous = "FULL" if any(job.durable for job in batch) else "NORMAL"
         try:
-            connection.execute(f"PRAGMA busy_timeout={int(self.write_timeout_seconds * 1000)}")
+            busy = int(self.write_timeout_seconds * 1000)
+            if busy != self._busy:
+                connection.execute(f"PRAGMA busy_timeout={busy}")
+                self._busy = busy
             if synchronous != self._synchronous:
                 connection.execute(f"PRAGMA synchronous={synchronous}")
                 self._synchronous = synchronous
