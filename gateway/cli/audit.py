@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import click
 
-from gateway.audit import AuditQuery, open_readonly, parse_since, query_records, verify_file
+from gateway.audit import AuditQuery, open_readonly, query_records, verify_file
 from gateway.audit.checkpoints import Checkpoint, public_key_path
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway, moment
 
 
 @click.group()
@@ -45,8 +45,10 @@ TABLE = ["seq", "ts", "event", "subject", "tool", "decision", "outcome", "approv
 @click.option("--event", default=None, help="Only this event (tool.call, tool.intent, approval.approve, ...).")
 @click.option("--approval", "approval_id", default=None, help="Only records of this approval request.")
 @click.option("--text", default=None, help="Free text in the matched rule or the message.")
-@click.option("--since", default=None, help="From: a duration back from now (15m, 1h, 7d) or an ISO-8601 time.")
-@click.option("--until", default=None, help="Until (exclusive): a duration back from now or an ISO-8601 time.")
+@click.option(
+    "--since", default=None, callback=moment, help="From: a duration back from now (15m, 1h, 7d) or an ISO time."
+)
+@click.option("--until", default=None, callback=moment, help="Until (exclusive): a duration back or an ISO time.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Records per page.")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--format", "output", type=click.Choice(FORMATS), default="table", show_default=True)
@@ -72,12 +74,6 @@ def query(
 
     Example: portcullis audit query --subject bob --tool 'payments.*' --since 1h --format jsonl
     """
-    for name, value in (("--since", since), ("--until", until)):
-        if value is not None:
-            try:
-                parse_since(value)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint=name) from exc
     spec = AuditQuery(
         subject=subject,
         tenant=tenant,
@@ -177,7 +173,9 @@ def checkpoint(config_path: Path, as_json: bool) -> None:
 
 @audit.command()
 @config_option
-@click.option("--since", default="24h", show_default=True, help="The window: a duration (1h, 7d) or an ISO time.")
+@click.option(
+    "--since", default="24h", show_default=True, callback=moment, help="The window: a duration (1h, 7d) or an ISO time."
+)
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
 @json_option
 def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
@@ -185,10 +183,7 @@ def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
 
     Example: portcullis audit stats --since 7d
     """
-    try:
-        start = parse_since(since)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    start = since
     connection = open_readonly(_database(config_path))
     try:
         window = "FROM audit_log WHERE event = 'tool.call' AND ts >= ?"
@@ -225,7 +220,7 @@ def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
 @audit.command()
 @config_option
 @click.option("--format", "output", type=click.Choice(["jsonl", "ocsf"]), default="jsonl", show_default=True)
-@click.option("--since", default=None, help="From: a duration back from now or an ISO-8601 time.")
+@click.option("--since", default=None, callback=moment, help="From: a duration back from now or an ISO-8601 time.")
 def export(config_path: Path, output: str, since: str | None) -> None:
     """Stream records for a SIEM: JSON Lines with the chain fields, or OCSF API Activity events.
 
@@ -233,16 +228,10 @@ def export(config_path: Path, output: str, since: str | None) -> None:
 
     Example: portcullis audit export --format ocsf --since 7d > audit.ocsf.jsonl
     """
-    start = None
-    if since is not None:
-        try:
-            start = parse_since(since)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from exc
     connection = open_readonly(_database(config_path))
     try:
         rows = connection.execute(
-            "SELECT seq, prev_hash, hash, body FROM audit_log WHERE ? IS NULL OR ts >= ? ORDER BY seq", (start, start)
+            "SELECT seq, prev_hash, hash, body FROM audit_log WHERE ? IS NULL OR ts >= ? ORDER BY seq", (since, since)
         )
         for seq, prev_hash, digest, body in rows:
             record = {**json.loads(body), "seq": seq, "prev_hash": prev_hash, "hash": digest}

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gateway.audit import parse_since
 from gateway.config import GatewayConfig, load_config
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
@@ -26,6 +27,16 @@ def config_option(function: F) -> F:
         show_default="portcullis.yaml, or $PORTCULLIS_CONFIG",
         help="The deployment's config file.",
     )(function)
+
+
+def moment(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """A click callback: a duration back from now (15m, 1h, 7d) or an ISO-8601 time, as an ISO time."""
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def json_option(function: F) -> F:

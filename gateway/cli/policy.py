@@ -8,8 +8,8 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.audit import open_readonly, parse_since
-from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway
+from gateway.audit import open_readonly
+from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway, moment
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
 from gateway.policy import PolicyEngine
@@ -146,7 +146,9 @@ def lint_policy(config_path: Path, as_json: bool) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A folder with the candidate model.conf and policy.csv.",
 )
-@click.option("--since", default="7d", show_default=True, help="How far back: 15m, 1h, 7d or an ISO-8601 time.")
+@click.option(
+    "--since", default="7d", show_default=True, callback=moment, help="How far back: 15m, 1h, 7d or an ISO time."
+)
 @json_option
 def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool) -> None:
     """List every recorded call whose decision the candidate policy would change.
@@ -156,11 +158,8 @@ def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool)
     config = load(config_path)
     try:
         engine = PolicyEngine.from_files(candidate / "model.conf", candidate / "policy.csv")
-        parse_since(since)
     except ConfigError as exc:
         raise click.ClickException("invalid candidate policy:\n  " + "\n  ".join(exc.problems)) from exc
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from exc
     database = config.resolve(config.audit.path)
     if not database.exists():
         raise click.ClickException(f"no audit database at {database}")
