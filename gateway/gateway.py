@@ -179,7 +179,7 @@ class Gateway:
         while True:
             try:
                 await self.approvals.sweep()
-                await self.approvals.run_approved()
+                await self.approvals.run_approved(spawn=self._tasks.start_soon if self._tasks else None)
             except Exception:  # the queue must outlive a bad request or a busy database
                 logger.exception("approval queue pass failed")
             await anyio.sleep(self.config.approvals.poll_seconds)

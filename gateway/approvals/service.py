@@ -251,10 +251,21 @@ class ApprovalService:
 
     # --- executing ----------------------------------------------------------
 
-    async def run_approved(self) -> None:
-        """Claim and run every approved request whose execution window is open."""
+    async def run_approved(self, spawn: Callable[..., Any] | None = None) -> None:
+        """Claim and run every approved request whose window is open; with `spawn`, each in its own task
+        (so one slow tool does not hold up the queue; the claim keeps each to one run)."""
         for request in await self.by_status(ApprovalStatus.APPROVED):
+            if spawn is None:
+                await self._execute(request)
+            else:
+                spawn(self._execute_guarded, request)
+
+    async def _execute_guarded(self, request: ApprovalRequest) -> None:
+        """In a background task a failure must not take the gateway down: it is logged, the request stays."""
+        try:
             await self._execute(request)
+        except Exception:
+            logger.exception("running approved request %s failed", request.id)
 
     async def _execute(self, request: ApprovalRequest) -> None:
         gateway = self._gateway
