@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
-import mcp.types as types
 from anyio.abc import TaskGroup
+from mcp import types
 from pydantic import BaseModel, ConfigDict
 
 from gateway.approvals import ApprovalRequest
@@ -26,6 +26,8 @@ from gateway.audit.checkpoints import Checkpoint, load_or_create_key, write_chec
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
 from gateway.federation import Federation
+from gateway.guardrails.flows import FlowTracker
+from gateway.guardrails.rate_limits import RateLimiter
 from gateway.ids import new_id
 from gateway.outcomes import AuditWriteError, ConfigError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
@@ -74,6 +76,8 @@ class Gateway:
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[BuiltinSource(self)])
         self.audit = AuditStore(config.resolve(config.audit.path), config.audit.write_timeout_seconds)
         self.approvals = ApprovalService(self)
+        self.flows = FlowTracker()
+        self.rate_limiter = RateLimiter()
         self._listeners: list[Listener] = []
         self._reported: set[tuple[str, str]] = set()
         self._stack: AsyncExitStack | None = None
@@ -92,8 +96,8 @@ class Gateway:
         # One reference holds the snapshot and the pipelines built for it: a call takes it once.
         self._current: tuple[Snapshot, Pipeline, Pipeline] = (
             snapshot,
-            build_pipeline(snapshot, self.audit),
-            build_pipeline(snapshot, None),
+            build_pipeline(snapshot, self.audit, self.flows, self.rate_limiter),
+            build_pipeline(snapshot, None, self.flows, self.rate_limiter),
         )
 
     def on_tools_changed(self, listener: Listener) -> None:
@@ -215,6 +219,8 @@ class Gateway:
         config = self.config
         files = [config.resolve(config.policy.model), config.resolve(config.policy.rules)]
         files.append(config.resolve(config.tools.lock))
+        if config.guardrails is not None:
+            files.append(config.resolve(config.guardrails))
         if config.file is not None:
             files.append(config.file)
         return files
@@ -302,13 +308,14 @@ class Gateway:
                 event="tool.quarantined",
                 tool=verdict.tool,
                 definition_hash=verdict.live_hash,
-                outcome=verdict.status.value,
+                outcome=str(verdict.status),
                 policy_version=self.policy.version,
                 detail={
                     "source": source.name,
                     "pinned_hash": verdict.pinned_hash,
                     "live_hash": verdict.live_hash,
                     "changed": changed_fields(pin, definition) if pin else [],
+                    "findings": list(verdict.findings),
                 },
             )
             try:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, TypeVar
 
-import mcp.types as types
-from mcp import MCPError
+from mcp import MCPError, types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.connection import Connection
@@ -22,6 +21,7 @@ from pydantic import BaseModel
 
 from gateway.canonical import digest
 from gateway.gateway import Gateway
+from gateway.ids import new_id
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline import Caller
 from gateway.sources.base import ToolDefinition
@@ -44,6 +44,22 @@ def build_server(
 ) -> Server:
     """A low-level MCP server whose every tool call goes through `gateway`."""
 
+    stdio_session = new_id() if transport == "stdio" else None  # one stdio process serves one client
+    session_ids: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
+
+    def session_of(ctx: ServerRequestContext[Any]) -> str | None:
+        """The client session: the HTTP session id, the stdio process, or the connection (None when stateless)."""
+        connection = getattr(ctx.session, "_connection", None)
+        named = getattr(connection, "session_id", None)
+        if named:
+            return str(named)
+        if stdio_session is not None:
+            return stdio_session
+        if isinstance(connection, Connection) and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            # A stateless 2026-07-28 request gets a fresh connection object each time: not a session.
+            return session_ids.setdefault(connection, new_id())
+        return None
+
     def caller(ctx: ServerRequestContext[Any]) -> Caller:
         name, client_version = _client_info(ctx)
         tenant = gateway.config.identity.default_tenant
@@ -57,12 +73,11 @@ def build_server(
             auth = str(claims.get("auth", "bearer")) if token is not None else "none"
             tenant = claims.get("tenant") or tenant
             granted = tuple(claims.get("roles") or ())
-        connection = getattr(ctx.session, "_connection", None)
         return Caller(
             subject=subject,
             tenant=tenant,
             granted_roles=granted,
-            session=getattr(connection, "session_id", None),
+            session=session_of(ctx),
             auth=auth,
             transport=transport,
             client_name=name,

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from gateway.canonical import digest
 from gateway.catalog import Catalog
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config, load_model
+from gateway.guardrails import Guardrails, GuardrailsConfig
+from gateway.guardrails.definitions import inspect_definition
 from gateway.outcomes import PolicyError
 from gateway.policy import PolicyEngine
-from gateway.sources.base import ToolSource
+from gateway.sources.base import ToolDefinition, ToolSource
 from gateway.sources.pins import ToolLock
 from gateway.sources.registry import SourceSet
 
@@ -25,20 +27,39 @@ class Snapshot:
     config: GatewayConfig
     policy: PolicyEngine
     catalog: Catalog
+    guardrails: Guardrails
     version: str
 
     @classmethod
     def build(cls, config: GatewayConfig, policy: PolicyEngine, sources: tuple[ToolSource, ...]) -> Snapshot:
-        catalog = Catalog(sources, ToolLock.load(config.resolve(config.tools.lock)), config.tools.new_tools)
+        path = config.resolve(config.guardrails) if config.guardrails is not None else None
+        settings = load_model(path, GuardrailsConfig) if path is not None else GuardrailsConfig()
+        checks = settings.definitions
+        check = None
+        if checks.enabled:
+
+            def check(definition: ToolDefinition, others: list[str]) -> list[dict[str, str]]:
+                if definition.name in checks.exempt:
+                    return []
+                shown = definition.model_dump(
+                    include={"description", "title", "input_schema", "output_schema", "annotations"}
+                )
+                return inspect_definition(definition.name, shown, others)
+
+        lock = ToolLock.load(config.resolve(config.tools.lock))
+        catalog = Catalog(sources, lock, config.tools.new_tools, check)
         check_condition_fields(policy, catalog)
+        base = path.parent if path is not None else config.root
+        guardrails = Guardrails(settings, base, config.root, catalog)
         version = digest(
             {
                 "config": config.model_dump(mode="json"),
                 "policy": policy.version,
+                "guardrails": settings.model_dump(mode="json"),
                 "tools": sorted(d.definition_hash for d in catalog.definitions()),
             }
         )
-        return cls(config=config, policy=policy, catalog=catalog, version=version)
+        return cls(config=config, policy=policy, catalog=catalog, guardrails=guardrails, version=version)
 
     @classmethod
     def load(cls, config: GatewayConfig) -> Snapshot:

@@ -166,3 +166,55 @@ def portcullis(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+LAB_TOOLS = '''
+"""Test-only tools for the guardrails: each hands one kind of argument on, or returns what it is given."""
+
+from gateway import ToolContext, tool
+
+
+@tool(read_only=True)
+def echo(text: str) -> str:
+    """Return the text (stands for any tool whose output we did not write)."""
+    return text
+
+
+@tool(read_only=True)
+def read_file(path: str, *, ctx: ToolContext) -> str:
+    """Read a file under the deployment's files/ folder."""
+    return (ctx.root / "files" / path).read_text()
+
+
+@tool(read_only=True)
+def fetch(url: str) -> str:
+    """Pretend to fetch a URL (no network here): says which URL it would fetch."""
+    return f"fetched {url}"
+
+
+@tool(read_only=True)
+def grep(pattern: str) -> str:
+    """Pretend to run grep PATTERN: says what it would run."""
+    return f"grep {pattern}"
+'''
+
+LAB_POLICY = """
+# test-only: alice may use the guardrail lab tools; managers approve what the guardrails hold
+p, role:support, lab.*, call, allow
+p, role:manager, lab.*, approve, allow
+"""
+
+
+def make_guarded_deployment(root: Path, rules: list[dict[str, Any]] | None = None, **settings: Any) -> Path:
+    """The demo deployment plus `tools/lab.py`, with `rules` added to its guardrails.yaml and `settings` merged."""
+    config = make_deployment(root, extra_policy=LAB_POLICY)
+    (root / "tools" / "lab.py").write_text(LAB_TOOLS)
+    set_guardrails(root, rules, **settings)
+    return config
+
+
+def set_guardrails(root: Path, rules: list[dict[str, Any]] | None = None, **settings: Any) -> None:
+    """Rewrite the deployment's guardrails.yaml: the shipped demo file, plus `rules`, with `settings` merged."""
+    shipped = yaml.safe_load((REPO / "policies" / "guardrails.yaml").read_text())
+    shipped["rules"] = [*shipped.get("rules", []), *(rules or [])]
+    (root / "policies" / "guardrails.yaml").write_text(yaml.safe_dump(_merge(shipped, settings), sort_keys=False))

@@ -62,7 +62,7 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
             listed.append(row)
         if subject is None:
             for verdict, definition, _ in snapshot.catalog.quarantined.values():
-                listed.append(_row(definition.model_dump(), f"quarantined ({verdict.status.value})", status))
+                listed.append(_row(definition.model_dump(), f"quarantined ({verdict.status})", status))
         return listed, health
 
     listed, health = _live(config_path, rows)

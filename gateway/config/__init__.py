@@ -1,6 +1,6 @@
 """The deployment's configuration: `portcullis.yaml`, validated into frozen models."""
 
-from gateway.config.loader import load_config
+from gateway.config.loader import load_config, load_model
 from gateway.config.models import (
     ApiKey,
     AuditConfig,
@@ -36,4 +36,5 @@ __all__ = [
     "ToolsConfig",
     "UpstreamConfig",
     "load_config",
+    "load_model",
 ]

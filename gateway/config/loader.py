@@ -11,10 +11,10 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway.config.models import GatewayConfig
 from gateway.outcomes import ConfigError
@@ -22,10 +22,19 @@ from gateway.outcomes import ConfigError
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Location = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Load and validate a deployment config; raise `ConfigError` listing every problem."""
+    path = Path(path).resolve()
+    return load_model(path, GatewayConfig, environ, {"root": str(path.parent), "file": str(path)})
+
+
+def load_model(
+    path: Path | str, model: type[M], environ: Mapping[str, str] | None = None, extra: Mapping[str, Any] | None = None
+) -> M:
+    """A YAML file validated as `model`, with `${ENV}` interpolation and file:line in every problem."""
     path = Path(path).resolve()
     # ${PORTCULLIS_PYTHON} names the interpreter running the gateway, for Python upstreams.
     env = {"PORTCULLIS_PYTHON": sys.executable, **(os.environ if environ is None else environ)}
@@ -48,10 +57,9 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> G
     data = _interpolate(raw, (), env, problems, path, lines)
     if problems:
         raise ConfigError(problems)
-    data["root"] = str(path.parent)
-    data["file"] = str(path)
+    data.update(extra or {})
     try:
-        return GatewayConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err, path, lines) for err in exc.errors()]) from exc
 

@@ -161,6 +161,13 @@ class HttpToolConfig(_Model):
     response: Literal["json", "text"] = "json"
     timeout_seconds: float | None = Field(default=None, gt=0)
     annotations: dict[str, Any] = Field(default_factory=dict)
+    max_redirects: int = Field(default=0, ge=0, le=10)
+    """Redirects to follow (0: a redirect is the result). With `public_only`, each hop is checked again."""
+    public_only: bool = False
+    """Connect only to public addresses: the host is resolved, every address checked, and the connection
+    made to the checked address (no second lookup an attacker's DNS could answer differently)."""
+    allow_networks: tuple[str, ...] = ()
+    """With `public_only`: internal networks (CIDR) this tool may still reach."""
 
     @model_validator(mode="after")
     def _placeholders_are_path_parameters(self) -> HttpToolConfig:
@@ -273,6 +280,8 @@ class GatewayConfig(_Model):
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    guardrails: Path | None = None
+    """`guardrails.yaml`: detectors per tool, flow labels, rate limits. None: schema checks and size caps only."""
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.root / path).resolve()

@@ -1,13 +1,16 @@
 """The pipeline every tool call travels, in this order (and no other way to a tool).
 
-admission -> identity -> authorization -> input guardrails -> approval ->
-execution -> output guardrails, wrapped by the audit log (`runner.Pipeline`).
-Admission comes first so oversized arguments cost nothing else.
+admission -> identity -> rate limits -> authorization -> input guardrails ->
+approval -> execution -> output guardrails, wrapped by the audit log
+(`runner.Pipeline`). Admission comes first so oversized arguments cost nothing
+else; rate limits come before policy so a flood costs little.
 """
 
 from __future__ import annotations
 
 from gateway.audit import AuditStore
+from gateway.guardrails.flows import FlowTracker
+from gateway.guardrails.rate_limits import RateLimiter
 from gateway.pipeline.admission import Admission
 from gateway.pipeline.approval import Approval
 from gateway.pipeline.authorization import Authorization
@@ -16,27 +19,41 @@ from gateway.pipeline.execution import Execution
 from gateway.pipeline.identity import Identity
 from gateway.pipeline.input_guardrails import InputGuardrails
 from gateway.pipeline.output_guardrails import OutputGuardrails
+from gateway.pipeline.rate_limits import RateLimits
 from gateway.pipeline.runner import Pipeline
 from gateway.snapshot import Snapshot
 
 
-def build_stages(snapshot: Snapshot) -> list[Stage]:
-    """The stages for one snapshot, in travel order; built once, never mutated."""
+def build_stages(
+    snapshot: Snapshot, flows: FlowTracker | None = None, limiter: RateLimiter | None = None
+) -> list[Stage]:
+    """The stages for one snapshot, in travel order; built once, never mutated.
+
+    `flows` and `limiter` hold what outlives a snapshot (a session's reads, the
+    rate buckets); the `Gateway` owns them and passes the same ones to every snapshot.
+    """
     config = snapshot.config
+    flows = flows if flows is not None else FlowTracker()
+    limiter = limiter if limiter is not None else RateLimiter()
+    guardrails = snapshot.guardrails
     return [
         Admission(config.limits),
         Identity(snapshot.policy),
+        RateLimits(guardrails.config.rate_limits, limiter),
         Authorization(snapshot.policy, snapshot.catalog),
-        InputGuardrails(snapshot.catalog),
+        InputGuardrails(snapshot.catalog, guardrails, flows),
         Approval(snapshot.policy.version, config.approvals.expiry_seconds),
         Execution(config, snapshot.catalog),
-        OutputGuardrails(config.limits),
+        OutputGuardrails(config.limits, guardrails, flows),
     ]
 
 
-def build_pipeline(snapshot: Snapshot, audit: AuditStore | None) -> Pipeline:
+def build_pipeline(
+    snapshot: Snapshot, audit: AuditStore | None, flows: FlowTracker | None = None, limiter: RateLimiter | None = None
+) -> Pipeline:
     audit_config = snapshot.config.audit
-    return Pipeline(build_stages(snapshot), audit, audit_config.secret_keys, audit_config.personal_keys)
+    stages = build_stages(snapshot, flows, limiter)
+    return Pipeline(stages, audit, audit_config.secret_keys, audit_config.personal_keys)
 
 
 __all__ = [
@@ -52,6 +69,7 @@ __all__ = [
     "InputGuardrails",
     "OutputGuardrails",
     "Pipeline",
+    "RateLimits",
     "Stage",
     "Stop",
     "build_pipeline",

@@ -46,17 +46,25 @@ class Authorization:
             return Stop(call, Outcome.refuse(OutcomeCode.DENIED, message, stage=self.name, rule=decision.rule))
         if quarantined is not None:
             verdict = quarantined[0]
-            message = (
-                f"{call.tool_name} is quarantined: its definition differs from the pinned one"
-                if verdict.pinned_hash
-                else f"{call.tool_name} is quarantined: its definition has not been pinned"
-            )
+            if verdict.findings:
+                rules = ", ".join(sorted({f["rule"] for f in verdict.findings}))
+                message = f"{call.tool_name} is quarantined: the guardrails flagged its definition ({rules})"
+            elif verdict.pinned_hash:
+                message = f"{call.tool_name} is quarantined: its definition differs from the pinned one"
+            else:
+                message = f"{call.tool_name} is quarantined: its definition has not been pinned"
             outcome = Outcome.refuse(
                 OutcomeCode.TOOL_DEFINITION_CHANGED,
-                message + " (an operator must review it: portcullis tools diff / tools pin)",
+                message
+                + (
+                    " (an operator must review it: portcullis tools diff / tools pin)"
+                    if not verdict.findings
+                    else " (an operator must review it and list it under definitions.exempt in guardrails.yaml)"
+                ),
                 stage=self.name,
                 pinned_hash=verdict.pinned_hash,
                 live_hash=verdict.live_hash,
+                findings=list(verdict.findings),
             )
             return Stop(call.evolve(tool=quarantined[1]), outcome)
         return Continue(call)

@@ -17,7 +17,7 @@ from gateway.sources.base import ProgressReporter, Relay, ToolDefinition, ToolRe
 class Caller(BaseModel):
     """Who is calling and how. The subject comes only from the transport's authentication."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     subject: str | None
     tenant: str | None = None
@@ -29,11 +29,22 @@ class Caller(BaseModel):
     client_name: str | None = None
     client_version: str | None = None
     protocol_version: str | None = None
+    session: str | None = None
+    """The client connection (MCP session); flow rules follow what one session has read."""
 
     def audit_fields(self) -> dict[str, Any]:
         """Who called and how, as every audit record carries it."""
         return self.model_dump(
-            include={"subject", "tenant", "auth", "transport", "client_name", "client_version", "protocol_version"}
+            include={
+                "subject",
+                "tenant",
+                "auth",
+                "transport",
+                "client_name",
+                "client_version",
+                "protocol_version",
+                "session",
+            }
         )
 
 
@@ -46,6 +57,10 @@ class Finding(BaseModel):
     message: str
     stage: str
     path: str | None = None
+    action: str | None = None
+    """What the finding did: block, redact, require_approval, annotate, flag (None: a refusal of its stage)."""
+    links: tuple[str, ...] = ()
+    """Call ids of earlier audit records this finding rests on (a flow rule's reads)."""
 
 
 @dataclass(frozen=True)

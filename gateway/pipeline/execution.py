@@ -8,8 +8,9 @@ import anyio
 
 from gateway.catalog import Catalog
 from gateway.config import GatewayConfig
+from gateway.guardrails.addresses import AddressRefused
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Stop
+from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 from gateway.sources.base import ToolContext, UpstreamError
 
 
@@ -42,6 +43,11 @@ class Execution:
         except TimeoutError:
             message = f"{definition.name} did not finish within {timeout:g} s"
             return Stop(call, Outcome.refuse(OutcomeCode.TIMEOUT, message, stage=self.name, timeout_seconds=timeout))
+        except AddressRefused as exc:
+            # An HTTP tool's connection (or a redirect) led to an address it may not reach.
+            finding = {"rule": exc.rule, "message": str(exc), "stage": self.name, "action": "block"}
+            outcome = Outcome.refuse(OutcomeCode.GUARDRAIL_BLOCKED, str(exc), stage=self.name, findings=[finding])
+            return Stop(call.evolve(findings=(*call.findings, Finding(**finding))), outcome)
         except UpstreamError as exc:
             return Stop(call, Outcome.refuse(OutcomeCode.UPSTREAM_UNAVAILABLE, str(exc), stage=self.name))
         except Exception as exc:  # seam: a tool may raise anything; the gateway keeps serving

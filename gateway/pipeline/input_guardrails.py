@@ -1,4 +1,11 @@
-"""Check arguments against the tool's input schema (the MCP SDK does not)."""
+"""Check the arguments: the tool's input schema (the MCP SDK does not), then the guardrails' detectors
+and the session's flow labels.
+
+A `block` finding refuses the call, and its audit record keeps the arguments
+with every match masked; `redact` replaces the match and the call goes on with
+the redacted arguments; `require_approval` sends the call to the approval queue
+with the finding as its reason; `flag` only records.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,12 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from gateway.canonical import canonical_json, sha256_hex
 from gateway.catalog import Catalog
-from gateway.outcomes import Outcome, OutcomeCode
+from gateway.guardrails import Guardrails
+from gateway.guardrails.engine import Flagged, ScanReport
+from gateway.guardrails.flows import FlowTracker, flow_key
+from gateway.outcomes import Decision, Outcome, OutcomeCode
 from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 
 MAX_REPORTED_ERRORS = 10
@@ -20,7 +31,9 @@ class InputGuardrails:
     name: ClassVar[str] = "input_guardrails"
     executes: ClassVar[bool] = False
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, guardrails: Guardrails, flows: FlowTracker) -> None:
+        self._guardrails = guardrails
+        self._flows = flows
         self._validators: dict[str, Validator | SchemaError] = {}
         for definition in catalog.definitions():
             # The schema's own `$schema` decides the dialect (upstreams often declare draft-07).
@@ -38,8 +51,59 @@ class InputGuardrails:
             message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
             return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
         errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
-        if not errors:
-            return Continue(call)
+        if errors:
+            return self._invalid(call, errors)
+        guard = self._guardrails.guard(call.tool_name)
+        report = await self._guardrails.scan(guard, "arguments", call.arguments)
+        findings = [_finding(f, self.name) for f in report.findings]
+        findings.extend(self._flow_findings(call, guard.labels))
+        call = call.evolve(findings=(*call.findings, *findings))
+        actions = {f.action for f in findings}
+        if "block" in actions:
+            return Stop(call.evolve(arguments=report.masked), blocked(findings, self.name, "arguments"))
+        if report.value is not call.arguments:
+            call = _with_arguments(call, report)
+        if "require_approval" in actions:
+            call = self._escalate(call, [f for f in findings if f.action == "require_approval"])
+        return Continue(call)
+
+    def _flow_findings(self, call: CallContext, labels: frozenset[str]) -> list[Finding]:
+        session = flow_key(call.caller)
+        if session is None or not labels:
+            return []
+        findings = []
+        for rule in self._guardrails.config.flows:
+            if rule.sink not in labels:
+                continue
+            links = self._flows.reads(session, rule.after)
+            if links is None:
+                continue
+            message = (
+                f"this session has read {' and '.join(rule.after)} (calls {', '.join(links)}),"
+                f" and {call.tool_name} is an {rule.sink}"
+            )
+            rule_id = f"flows.{'+'.join(rule.after)}->{rule.sink}"
+            findings.append(
+                Finding(rule=rule_id, message=message, stage=self.name, action=rule.action, links=tuple(links))
+            )
+        return findings
+
+    def _escalate(self, call: CallContext, reasons: list[Finding]) -> CallContext:
+        decision = call.decision
+        if decision is None or decision.decision is not Decision.ALLOW:
+            return call  # policy already asks for approval (its approver decides) or refused
+        rules = ", ".join(sorted({f.rule for f in reasons}))
+        escalated = decision.model_copy(
+            update={
+                "decision": Decision.APPROVAL_REQUIRED,
+                "approver": self._guardrails.config.approver,
+                "quorum": 1,
+                "rule": f"{decision.rule}; approval required by guardrail {rules}",
+            }
+        )
+        return call.evolve(decision=escalated)
+
+    def _invalid(self, call: CallContext, errors: list[Any]) -> Stop:
         problems: list[dict[str, Any]] = [
             {"path": _json_path(error.absolute_path), "message": error.message}
             for error in errors[:MAX_REPORTED_ERRORS]
@@ -54,6 +118,27 @@ class InputGuardrails:
             call.evolve(findings=(*call.findings, *findings)),
             Outcome.refuse(OutcomeCode.INVALID_ARGUMENTS, message, stage=self.name, errors=problems),
         )
+
+
+def blocked(findings: list[Finding], stage: str, where: str) -> Outcome:
+    """The refusal for a blocking finding: what was found and where, never the value itself."""
+    blocking = [f for f in findings if f.action == "block"]
+    summary = "; ".join(f"{f.path or '$'}: {f.message} ({f.rule})" for f in blocking[:MAX_REPORTED_ERRORS])
+    return Outcome.refuse(
+        OutcomeCode.GUARDRAIL_BLOCKED,
+        f"a guardrail blocked the call's {where}: {summary}",
+        stage=stage,
+        findings=[f.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for f in blocking],
+    )
+
+
+def _finding(flagged: Flagged, stage: str) -> Finding:
+    return Finding(rule=flagged.rule, message=flagged.message, stage=stage, path=flagged.path, action=flagged.action)
+
+
+def _with_arguments(call: CallContext, report: ScanReport) -> CallContext:
+    """Redacted arguments replace the originals, and the digest (what an approval binds to) follows them."""
+    return call.evolve(arguments=report.value, arguments_digest=sha256_hex(canonical_json(report.value)))
 
 
 def _json_path(parts: Any) -> str:

@@ -4,14 +4,16 @@ Arguments go where the tool's config says (path placeholders, query, headers,
 JSON body). Path values are URL-encoded, so an argument can never change the
 host or climb the path. A non-2xx status is the tool's failure (`tool_failed`
 with the status), a connection error is `upstream_unavailable`, and the
-gateway's timeout applies like for any tool.
+gateway's timeout applies like for any tool. A tool marked `public_only`
+connects to the address its host was checked to resolve to, and every
+redirect it follows is checked the same way (SSRF protection).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 import yaml
@@ -20,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.canonical import canonical_json
 from gateway.config import HttpToolConfig
+from gateway.guardrails.addresses import AddressPolicy, check_url
 from gateway.outcomes import ConfigError
 from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
 
@@ -71,12 +74,20 @@ class HttpToolSource:
             raise UpstreamError("the HTTP tool client is not started")
         config = self._configs[tool.name]
         request = build_request(config, arguments)
-        try:
-            response = await self._client.request(**request)
-        except httpx.TimeoutException as exc:
-            raise TimeoutError(f"{config.url} did not answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"{config.method} {_origin(config.url)} failed: {type(exc).__name__}: {exc}") from exc
+        for hop in range(config.max_redirects + 1):
+            sent = await pinned(request, config) if config.public_only else request
+            try:
+                response = await self._client.request(**sent)
+            except httpx.TimeoutException as exc:
+                raise TimeoutError(f"{config.url} did not answer in time") from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamError(
+                    f"{config.method} {_origin(request['url'])} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            location = response.headers.get("location")
+            if not response.is_redirect or location is None or hop == config.max_redirects:
+                break
+            request = redirected(request, response.status_code, urljoin(request["url"], location))
         return _result(config, response)
 
 
@@ -108,6 +119,35 @@ def build_request(config: HttpToolConfig, arguments: dict[str, Any]) -> dict[str
     return request
 
 
+async def pinned(request: dict[str, Any], config: HttpToolConfig) -> dict[str, Any]:
+    """The request sent to the address its host was checked to resolve to, with the name kept for
+    the Host header and TLS (SNI and certificate checks still use the name). Raises `AddressRefused`."""
+    policy = AddressPolicy(schemes=("http", "https"), allow_networks=config.allow_networks)
+    checked = await check_url(request["url"], policy)
+    address = checked.addresses[0]
+    url = httpx.URL(request["url"])
+    host = f"[{address}]" if address.version == 6 else str(address)
+    default_port = {"http": 80, "https": 443}[checked.scheme]
+    authority = url.host if checked.port == default_port else f"{url.host}:{checked.port}"
+    headers = {**request["headers"], "host": authority}
+    extensions = {"sni_hostname": url.host} if checked.scheme == "https" else {}
+    return {**request, "url": str(url.copy_with(host=host)), "headers": headers, "extensions": extensions}
+
+
+def redirected(request: dict[str, Any], status: int, location: str) -> dict[str, Any]:
+    """The next request of a redirect: 303 (and 301/302 after a POST) become a GET without a body, and
+    the tool's configured headers (its credentials) are not sent to another origin."""
+    method = request["method"]
+    following = {"method": method, "url": location, "params": {}, "headers": dict(request["headers"])}
+    if status == 303 or (status in (301, 302) and method not in ("GET", "HEAD")):
+        following["method"] = "GET"
+    elif "content" in request or "json" in request:
+        following.update({k: request[k] for k in ("content", "json") if k in request})
+    if _authority(location) != _authority(request["url"]):
+        following["headers"] = {}
+    return following
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -136,6 +176,11 @@ def _result(config: HttpToolConfig, response: httpx.Response) -> ToolResult:
         is_error=True,
         meta={"http_status": response.status_code},
     )
+
+
+def _authority(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
 
 def _origin(url: str) -> str:

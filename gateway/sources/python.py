@@ -150,7 +150,7 @@ def _import_folder(folder: Path) -> list[ModuleType]:
 def _describe(namespace: str, function: Callable[..., Any], spec: ToolSpec, source: str, file: str) -> _PythonTool:
     name = f"{namespace}.{spec.name or function.__name__}"
     try:
-        hints = get_type_hints(function)
+        hints = get_type_hints(function, include_extras=True)  # keep Annotated[..., Field(...)] metadata
     except Exception as exc:  # seam: unresolvable annotations raise NameError and others
         raise ToolLoadError([f"{file}: tool {name}: cannot resolve type hints: {exc}"]) from exc
     fields: dict[str, Any] = {}

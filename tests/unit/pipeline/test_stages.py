@@ -6,6 +6,7 @@ import pytest
 from support import make_call as call
 
 from gateway.config import LimitsConfig
+from gateway.guardrails.flows import FlowTracker
 from gateway.outcomes import Decision, OutcomeCode
 from gateway.pipeline import (
     Admission,
@@ -94,7 +95,7 @@ async def test_authorization_denies_a_visible_tool_on_its_arguments(snapshot: Sn
 
 
 async def test_input_guardrails_report_every_schema_violation_with_its_path(snapshot: Snapshot) -> None:
-    stage = InputGuardrails(snapshot.catalog)
+    stage = InputGuardrails(snapshot.catalog, snapshot.guardrails, FlowTracker())
     step = await stage(call(snapshot, "alice", "email.send", {"to": "not-an-address", "subject": 5}))
     assert isinstance(step, Stop)
     assert step.outcome.code is OutcomeCode.INVALID_ARGUMENTS
@@ -152,7 +153,7 @@ async def test_execution_does_nothing_in_a_dry_run(snapshot: Snapshot) -> None:
 
 
 async def test_output_guardrails_withhold_results_over_the_cap(snapshot: Snapshot) -> None:
-    stage = OutputGuardrails(LimitsConfig(max_result_bytes=1000))
+    stage = OutputGuardrails(LimitsConfig(max_result_bytes=1000), snapshot.guardrails, FlowTracker())
     small = call(snapshot, "alice", "faulty.echo", result=ToolResult(content=[{"type": "text", "text": "hi"}]))
     big = call(snapshot, "alice", "faulty.echo", result=ToolResult(content=[{"type": "text", "text": "x" * 2000}]))
     assert isinstance(await stage(small), Continue)

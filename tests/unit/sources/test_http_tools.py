@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
@@ -43,9 +44,9 @@ class Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_DELETE = _handle  # noqa: N815 - the http.server API
+    do_GET = do_POST = do_DELETE = _handle
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -211,3 +212,76 @@ async def test_an_openapi_document_can_be_loaded_at_start_up(tmp_path: Path, api
     async with Gateway(load_config(path)) as gateway:
         outcome = await gateway.call_tool(ALICE, "items.getItem", {"item": "9"})
     assert outcome.structured == {"path": "/items/9", "body": None}
+
+
+class Redirector(BaseHTTPRequestHandler):
+    """/to/HOST:PORT/PATH answers 302 to http://HOST:PORT/PATH; anything else answers with what it saw."""
+
+    seen: list[dict[str, Any]] = []
+
+    def do_GET(self) -> None:
+        Redirector.seen.append({"path": self.path, "headers": dict(self.headers)})
+        path = unquote(self.path)
+        if path.startswith("/to/"):
+            self.send_response(302)
+            self.send_header("location", "http://" + path[len("/to/") :])
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        data = json.dumps({"path": self.path, "host": self.headers.get("host")}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_public_only_tools_connect_to_the_checked_address_and_check_every_redirect(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    guarded = {
+        "url": f"http://127.0.0.1:{port}/{{path}}",
+        "parameters": {"path": "path"},
+        "input_schema": schema,
+        "headers": {"authorization": "Bearer configured-secret"},
+        "max_redirects": 3,
+    }
+    http_tools = [
+        # an intranet API the operator allows, while everything else must be public
+        {"name": "web.allowed", **guarded, "public_only": True, "allow_networks": ["127.0.0.1/32"]},
+        {"name": "web.public", **guarded, "public_only": True},
+    ]
+    path = make_deployment(
+        tmp_path / "deployment",
+        extra_policy="p, role:support, web.*, call, allow\n",
+        changes={"tools": {"http": http_tools}},
+    )
+    try:
+        async with Gateway(load_config(path)) as gateway:
+            ok = await gateway.call_tool(ALICE, "web.allowed", {"path": "hello"})
+            assert ok.code is OutcomeCode.OK and ok.structured == {"path": "/hello", "host": f"127.0.0.1:{port}"}
+
+            # a redirect to an address outside the allowed network is refused before connecting
+            before = len(Redirector.seen)
+            hop = await gateway.call_tool(ALICE, "web.allowed", {"path": f"to/127.0.0.2:{port}/x"})
+            assert hop.code is OutcomeCode.GUARDRAIL_BLOCKED
+            assert hop.data["findings"][0]["rule"] == "urls.internal_address"
+            assert len(Redirector.seen) == before + 1  # only the first request was made
+
+            # a redirect within the allowed network is followed; the tool's credentials stay with their origin
+            follow = await gateway.call_tool(ALICE, "web.allowed", {"path": f"to/127.0.0.1:{port}/final"})
+            assert follow.code is OutcomeCode.OK and follow.structured["path"] == "/final"
+            headers = {k.lower(): v for k, v in Redirector.seen[-1]["headers"].items()}
+            assert headers["authorization"] == "Bearer configured-secret"
+
+            # nothing internal at all for a public-only tool
+            refused = await gateway.call_tool(ALICE, "web.public", {"path": "hello"})
+            assert refused.code is OutcomeCode.GUARDRAIL_BLOCKED
+    finally:
+        server.shutdown()
+        server.server_close()
