@@ -15,13 +15,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 from mcp import types
 from pydantic import BaseModel, ConfigDict
 
 from gateway.approvals import ApprovalRequest
 from gateway.approvals.service import ApprovalService
-from gateway.audit import AuditRecord, AuditStore, redact_arguments
+from gateway.audit import AuditRecord, AuditStore, open_readonly, redact_arguments
 from gateway.audit.checkpoints import Checkpoint, load_or_create_key, write_checkpoint
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
@@ -30,7 +31,9 @@ from gateway.guardrails.flows import FlowTracker
 from gateway.guardrails.rate_limits import RateLimiter
 from gateway.ids import new_id
 from gateway.outcomes import AuditWriteError, ConfigError, Decision, Outcome, OutcomeCode
-from gateway.pipeline import CallContext, Caller, Finding, Pipeline, build_pipeline
+from gateway.pipeline import CallContext, Caller, Finding, Pipeline, PlanLink, build_pipeline
+from gateway.planner import PLAN_TOOLS, Cover, Plan, PlanExecutor, PlanPreview, Previewer, RunReport
+from gateway.planner.runs import RunRecord, interrupt_running, read_run, running_ids
 from gateway.policy.engine import RuleMatch
 from gateway.snapshot import Snapshot, load_policy
 from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition, UpstreamError
@@ -110,6 +113,7 @@ class Gateway:
             self.audit.open(self.config.audit.salt)
             stack.push_async_callback(self.audit.close)
             await self.audit.append(self._lifecycle("gateway.start"))
+            await self._interrupt_plan_runs()
             await stack.enter_async_context(self.sources)
             await self._refresh()
             tasks = await stack.enter_async_context(anyio.create_task_group())
@@ -496,11 +500,13 @@ class Gateway:
     def visible_tools(self, subject: str | None, granted: tuple[str, ...] = ()) -> list[ToolDefinition]:
         """The tools `subject` may call or may request approval for; the others do not exist for them."""
         snapshot = self.snapshot
-        return [d for d in snapshot.catalog.definitions() if _visible(snapshot, subject, d.name, granted) is not None]
+        return [
+            d for d in snapshot.catalog.definitions() if snapshot.visible_tool(subject, d.name, granted) is not None
+        ]
 
     def visible_tool(self, subject: str | None, name: str, granted: tuple[str, ...] = ()) -> ToolDefinition | None:
         """The definition `subject` was shown for `name`, or None if the tool does not exist for them."""
-        return _visible(self.snapshot, subject, name, granted)
+        return self.snapshot.visible_tool(subject, name, granted)
 
     def tool_input_schema(self, name: str) -> dict[str, Any] | None:
         entry = self.snapshot.catalog.get(name)
@@ -549,6 +555,76 @@ class Gateway:
             policy_version=snapshot.policy.version,
         )
 
+    # --- the planner ----------------------------------------------------------
+
+    def plan_tool(self, caller: Caller, tool: str) -> ToolDefinition | None:
+        """The caller's view of a tool a plan step names (the planner's own tools are never steps)."""
+        if tool in PLAN_TOOLS:
+            return None
+        return self.snapshot.visible_tool(caller.subject, tool, caller.granted_roles)
+
+    async def preview_plan(self, plan: Plan, caller: Caller) -> PlanPreview:
+        """What the plan would do as `caller`: every step through the dry-run pipeline."""
+        snapshot, _, dry_run = self._current
+        return await Previewer(snapshot, dry_run).preview(plan, caller)
+
+    async def run_plan(
+        self,
+        plan: Plan,
+        caller: Caller,
+        *,
+        covers: tuple[Cover, ...] = (),
+        approval_id: str | None = None,
+        progress: ProgressReporter | None = None,
+    ) -> RunReport:
+        """Run a reviewed plan, each step through the audited pipeline (use `gateway.plan_run` to get here)."""
+        executor = PlanExecutor(self.audit, self._run_step, lambda: self.snapshot.policy.version)
+        return await executor.run(plan, caller, covers=covers, approval_id=approval_id, progress=progress)
+
+    async def _run_step(
+        self, caller: Caller, call_id: str, tool: str, arguments: Any, link: PlanLink, timeout: float | None
+    ) -> Outcome:
+        snapshot, pipeline, _ = self._current
+        call = self._new_call(snapshot, caller, tool, arguments, execute=True)
+        return await pipeline.run(call.evolve(call_id=call_id, plan=link, timeout_seconds=timeout))
+
+    async def plan_run_record(self, run_id: str) -> RunRecord | None:
+        def read() -> RunRecord | None:
+            connection = open_readonly(self.audit.path)
+            try:
+                return read_run(connection, run_id)
+            finally:
+                connection.close()
+
+        return await anyio.to_thread.run_sync(read)
+
+    def may_see_plan_run(self, caller: Caller, owner: str) -> bool:
+        """Its owner, and subjects whose policy allows `read` on `gateway.plan_runs` (auditors)."""
+        return caller.subject == owner or self._permitted(
+            caller.subject, "gateway.plan_runs", "read", caller.granted_roles
+        )
+
+    async def _interrupt_plan_runs(self) -> None:
+        """Runs left `running` by a gateway that stopped are shown as interrupted, never silently lost."""
+        statements = interrupt_running()
+
+        def running() -> list[str]:
+            connection = open_readonly(self.audit.path)
+            try:
+                return running_ids(connection)
+            finally:
+                connection.close()
+
+        left = await anyio.to_thread.run_sync(running)
+        if left:
+            record = AuditRecord(
+                event="plan.interrupted",
+                policy_version=self.snapshot.policy.version,
+                outcome="interrupted",
+                detail={"runs": left},
+            )
+            await self.audit.append(record, statements)
+
     @staticmethod
     def _new_call(
         snapshot: Snapshot,
@@ -596,14 +672,3 @@ def _sources_of(config: GatewayConfig) -> dict[str, Any]:
         "tools": {"python": tools.python, "http": tools.http, "http_files": tools.http_files, "openapi": tools.openapi},
         "upstreams": config.upstreams,
     }
-
-
-def _visible(
-    snapshot: Snapshot, subject: str | None, name: str, granted: tuple[str, ...] = ()
-) -> ToolDefinition | None:
-    entry = snapshot.catalog.get(name)
-    if entry is None or not subject:
-        return None
-    if snapshot.policy.decide(subject, name, granted=granted).decision is Decision.DENY:
-        return None
-    return entry[0]

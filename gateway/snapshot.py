@@ -15,7 +15,7 @@ from gateway.catalog import Catalog
 from gateway.config import GatewayConfig, load_config, load_model
 from gateway.guardrails import Guardrails, GuardrailsConfig
 from gateway.guardrails.definitions import inspect_definition
-from gateway.outcomes import PolicyError
+from gateway.outcomes import Decision, PolicyError
 from gateway.policy import PolicyEngine
 from gateway.sources.base import ToolDefinition, ToolSource
 from gateway.sources.pins import ToolLock
@@ -60,6 +60,15 @@ class Snapshot:
             }
         )
         return cls(config=config, policy=policy, catalog=catalog, guardrails=guardrails, version=version)
+
+    def visible_tool(self, subject: str | None, name: str, granted: tuple[str, ...] = ()) -> ToolDefinition | None:
+        """The definition `subject` is shown for `name`, or None if the tool does not exist for them."""
+        entry = self.catalog.get(name)
+        if entry is None or not subject:
+            return None
+        if self.policy.decide(subject, name, granted=granted).decision is Decision.DENY:
+            return None
+        return entry[0]
 
     @classmethod
     def load(cls, config: GatewayConfig) -> Snapshot:

@@ -52,13 +52,20 @@ _SUPPORT = {
     "inventory.list_items",
 }
 _FOLLOW = {"gateway.approval_status", "gateway.approval_wait"}
+_PLAN = {
+    "gateway.plan_validate",
+    "gateway.plan_preview",
+    "gateway.plan_run",
+    "gateway.plan_status",
+    "gateway.plan_draft",
+}
 _DECIDE = {"gateway.approvals_pending", "gateway.approve", "gateway.deny"}
 DEMO_VIEW: dict[str, set[str]] = {
-    "alice": _SUPPORT,
-    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"} | _FOLLOW,
-    "carol": _SUPPORT | {"payments.refund"} | _FOLLOW | _DECIDE,
+    "alice": _SUPPORT | {"payments.refund"} | _PLAN | _FOLLOW,
+    "bob": {"crm.find_customer", "crm.get_customer", "payments.refund"} | _FOLLOW | _PLAN,
+    "carol": _SUPPORT | {"payments.refund"} | _FOLLOW | _DECIDE | _PLAN,
     "dave": {"gateway.approval_status", "gateway.audit_query"},
-    "erin": set(DEMO_TOOLS) | {"gateway.policy_check", "gateway.audit_query"} | _FOLLOW | _DECIDE,
+    "erin": set(DEMO_TOOLS) | {"gateway.policy_check", "gateway.audit_query"} | _FOLLOW | _DECIDE | _PLAN,
     "mallory": set(),
 }
 """The demo tools each demo subject may call (or request approval for)."""
@@ -218,3 +225,99 @@ def set_guardrails(root: Path, rules: list[dict[str, Any]] | None = None, **sett
     shipped = yaml.safe_load((REPO / "policies" / "guardrails.yaml").read_text())
     shipped["rules"] = [*shipped.get("rules", []), *(rules or [])]
     (root / "policies" / "guardrails.yaml").write_text(yaml.safe_dump(_merge(shipped, settings), sort_keys=False))
+
+
+PLAN_LAB_TOOLS = '''
+"""Test-only tools for the planner: timed sleeps, flaky and failing steps, and a journal of what ran."""
+
+import json
+import time
+
+import anyio
+
+from gateway import ToolContext, tool
+
+
+def _journal(ctx: ToolContext, entry: dict) -> None:
+    with (ctx.root / "journal.jsonl").open("a") as journal:
+        journal.write(json.dumps(entry) + "\\n")
+
+
+@tool(read_only=True)
+async def sleep(label: str, seconds: float = 0.1, *, ctx: ToolContext) -> dict:
+    """Sleep, then say when it started and finished."""
+    started = time.monotonic()
+    await anyio.sleep(seconds)
+    _journal(ctx, {"tool": "sleep", "label": label})
+    return {"label": label, "started": started, "finished": time.monotonic()}
+
+
+@tool(read_only=True)
+def lookup(name: str) -> dict:
+    """A nested result, for references into objects and arrays."""
+    return {"matches": [{"id": f"{name}-1", "tags": ["a", "b"]}, {"id": f"{name}-2", "tags": []}], "count": 2}
+
+
+@tool(destructive=False)
+def act(label: str, value: str = "", *, ctx: ToolContext) -> dict:
+    """Record an action in the journal (and the value it was given)."""
+    _journal(ctx, {"tool": "act", "label": label, "value": value})
+    return {"label": label, "value": value}
+
+
+@tool(destructive=False)
+def undo(label: str, *, ctx: ToolContext) -> dict:
+    """Record a compensation; fails for labels starting with 'bad'."""
+    _journal(ctx, {"tool": "undo", "label": label})
+    if label.startswith("bad"):
+        raise RuntimeError("the compensation failed")
+    return {"undone": label}
+
+
+@tool(destructive=False)
+def fail(label: str = "x", *, ctx: ToolContext) -> str:
+    """Always fails."""
+    _journal(ctx, {"tool": "fail", "label": label})
+    raise RuntimeError("this step fails")
+
+
+@tool(idempotent=True, destructive=False)
+def flaky(key: str, failures: int, *, ctx: ToolContext) -> dict:
+    """Fails the first `failures` calls for `key`, then succeeds (idempotent: safe to retry)."""
+    counter = ctx.root / f"flaky-{key}.count"
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen < failures:
+        raise RuntimeError(f"attempt {seen + 1} fails")
+    return {"key": key, "attempts": seen + 1}
+
+
+@tool(destructive=False)
+def brittle(key: str, *, ctx: ToolContext) -> dict:
+    """Fails once per key, like flaky, but is not idempotent (must not be retried)."""
+    counter = ctx.root / f"brittle-{key}.count"
+    seen = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(seen + 1))
+    if seen < 1:
+        raise RuntimeError("first attempt fails")
+    return {"key": key}
+'''
+
+PLAN_POLICY = """
+# test-only: alice may use the planner lab tools; 'act' above 100 needs a manager; 'undo' is alice's too
+p, role:support, plab.*, call, allow
+p, role:support, plab.act, call, approve, approver role:manager, when args.value == "big"
+p, role:support, plab.fail, call, deny, when args.label == "forbidden"
+"""
+
+
+def make_plan_deployment(root: Path, **changes: Any) -> Path:
+    """The demo deployment plus `tools/plab.py` (the planner's test tools)."""
+    config = make_deployment(root, extra_policy=PLAN_POLICY, changes=changes or None)
+    (root / "tools" / "plab.py").write_text(PLAN_LAB_TOOLS)
+    return config
+
+
+def journal(root: Path) -> list[dict[str, Any]]:
+    path = root / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

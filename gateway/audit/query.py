@@ -27,6 +27,7 @@ class AuditQuery(BaseModel):
     call_id: str | None = None
     tenant: str | None = None
     approval_id: str | None = None
+    plan_run_id: str | None = None
     text: str | None = None
     """Free text, searched in the recorded reason (matched rule) and message."""
     since: str | None = None
@@ -57,7 +58,8 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
     """A page of the latest matching records (newest or oldest first), each with its `seq` and `hash`.
 
     Subject, tool, decision, outcome, event, call and time are indexed columns; tenant, approval
-    id and free text are read from the record body (a scan of the rows the other filters leave).
+    id and plan run are expression indexes on the record body; free text is a scan of the rows the
+    other filters leave.
     """
     clauses, params = [], []
     for column in ("subject", "decision", "outcome", "event", "call_id"):
@@ -74,7 +76,7 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
     if query.until is not None:
         clauses.append("ts < ?")
         params.append(parse_since(query.until))
-    for field in ("tenant", "approval_id"):
+    for field in ("tenant", "approval_id", "plan_run_id"):
         value = getattr(query, field)
         if value is not None:
             clauses.append(f"json_extract(body, '$.{field}') = ?")

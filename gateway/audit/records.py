@@ -53,6 +53,8 @@ class AuditRecord(BaseModel):
     result_digest: str | None = None
     result_bytes: int | None = None
     approval_id: str | None = None
+    plan_run_id: str | None = None
+    plan_step: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
     def body(self, seq: int) -> str:

@@ -30,6 +30,9 @@ CREATE INDEX IF NOT EXISTS audit_tool ON audit_log (tool, seq);
 CREATE INDEX IF NOT EXISTS audit_decision ON audit_log (decision, seq);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts);
 CREATE INDEX IF NOT EXISTS audit_call ON audit_log (call_id);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit_log (json_extract(body, '$.tenant'), seq);
+CREATE INDEX IF NOT EXISTS audit_approval ON audit_log (json_extract(body, '$.approval_id'), seq);
+CREATE INDEX IF NOT EXISTS audit_plan_run ON audit_log (json_extract(body, '$.plan_run_id'), seq);
 
 -- Append-only: no UPDATE, no DELETE, and every INSERT must extend the chain
 -- (this also stops INSERT OR REPLACE, which would not fire the DELETE trigger).
@@ -80,6 +83,37 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     revisions TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approval_requests (status, created_at);
+
+-- Plan runs (the planner): one row per run and per step, written with the audit records of their transitions.
+CREATE TABLE IF NOT EXISTS plan_runs (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    tenant TEXT,
+    session TEXT,
+    goal TEXT NOT NULL,
+    plan_hash TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    status TEXT NOT NULL,
+    approval_id TEXT,
+    finished_at TEXT,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS plan_runs_status ON plan_runs (status, created_at);
+CREATE TABLE IF NOT EXISTS plan_steps (
+    run_id TEXT NOT NULL REFERENCES plan_runs (id),
+    step_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    finished_at TEXT,
+    call_id TEXT,
+    audit_id INTEGER,
+    outcome TEXT,
+    message TEXT,
+    PRIMARY KEY (run_id, step_id)
+);
 
 CREATE TABLE IF NOT EXISTS approval_decisions (
     request_id TEXT NOT NULL REFERENCES approval_requests (id),

@@ -6,6 +6,7 @@ import click
 
 from gateway.cli.approvals import approvals
 from gateway.cli.audit import audit
+from gateway.cli.plan import plan
 from gateway.cli.policy import policy
 from gateway.cli.serve import serve
 from gateway.cli.tools import tools
@@ -23,5 +24,6 @@ main.add_command(tools)
 main.add_command(policy)
 main.add_command(audit)
 main.add_command(approvals)
+main.add_command(plan)
 
 __all__ = ["main"]

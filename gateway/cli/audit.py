@@ -44,6 +44,9 @@ TABLE = ["seq", "ts", "event", "subject", "tool", "decision", "outcome", "approv
 @click.option("--outcome", default=None, help="Only this outcome code (ok, denied, timeout, ...).")
 @click.option("--event", default=None, help="Only this event (tool.call, tool.intent, approval.approve, ...).")
 @click.option("--approval", "approval_id", default=None, help="Only records of this approval request.")
+@click.option(
+    "--plan-run", "plan_run_id", default=None, help="Only records of this plan run (its steps and transitions)."
+)
 @click.option("--text", default=None, help="Free text in the matched rule or the message.")
 @click.option(
     "--since", default=None, callback=moment, help="From: a duration back from now (15m, 1h, 7d) or an ISO time."
@@ -62,6 +65,7 @@ def query(
     outcome: str | None,
     event: str | None,
     approval_id: str | None,
+    plan_run_id: str | None,
     text: str | None,
     since: str | None,
     until: str | None,
@@ -82,6 +86,7 @@ def query(
         outcome=outcome,
         event=event,
         approval_id=approval_id,
+        plan_run_id=plan_run_id,
         text=text,
         since=since,
         until=until,

@@ -1,7 +1,8 @@
 """The pipeline every tool call travels, in this order (and no other way to a tool).
 
 admission -> identity -> rate limits -> authorization -> input guardrails ->
-approval -> execution -> output guardrails, wrapped by the audit log
+plan review (only for `gateway.plan_run`) -> approval -> execution -> output
+guardrails, wrapped by the audit log
 (`runner.Pipeline`). Admission comes first so oversized arguments cost nothing
 else; rate limits come before policy so a flood costs little.
 """
@@ -14,14 +15,17 @@ from gateway.guardrails.rate_limits import RateLimiter
 from gateway.pipeline.admission import Admission
 from gateway.pipeline.approval import Approval
 from gateway.pipeline.authorization import Authorization
-from gateway.pipeline.context import CallContext, Caller, Continue, Finding, Stage, Stop
+from gateway.pipeline.context import CallContext, Caller, Continue, Finding, PlanLink, Stage, Stop
 from gateway.pipeline.execution import Execution
 from gateway.pipeline.identity import Identity
 from gateway.pipeline.input_guardrails import InputGuardrails
 from gateway.pipeline.output_guardrails import OutputGuardrails
+from gateway.pipeline.plan_review import PlanReview
 from gateway.pipeline.rate_limits import RateLimits
 from gateway.pipeline.runner import Pipeline
+from gateway.planner import PLAN_TOOLS, Previewer
 from gateway.snapshot import Snapshot
+from gateway.sources.base import ToolDefinition
 
 
 def build_stages(
@@ -36,16 +40,27 @@ def build_stages(
     flows = flows if flows is not None else FlowTracker()
     limiter = limiter if limiter is not None else RateLimiter()
     guardrails = snapshot.guardrails
-    return [
+    before = [
         Admission(config.limits),
         Identity(snapshot.policy),
         RateLimits(guardrails.config.rate_limits, limiter),
         Authorization(snapshot.policy, snapshot.catalog),
         InputGuardrails(snapshot.catalog, guardrails, flows),
+    ]
+    after = [
         Approval(snapshot.policy.version, config.approvals.expiry_seconds),
         Execution(config, snapshot.catalog),
         OutputGuardrails(config.limits, guardrails, flows),
     ]
+    # A plan's steps are previewed through these same stages, run dry (nothing executed or recorded).
+    previewer = Previewer(snapshot, Pipeline([*before, *after], None, ()))
+
+    def visible(call: CallContext, tool: str) -> ToolDefinition | None:
+        if tool in PLAN_TOOLS:
+            return None  # no plans inside plans
+        return snapshot.visible_tool(call.caller.subject, tool, call.caller.granted_roles)
+
+    return [*before, PlanReview(previewer, visible), *after]
 
 
 def build_pipeline(
@@ -69,6 +84,8 @@ __all__ = [
     "InputGuardrails",
     "OutputGuardrails",
     "Pipeline",
+    "PlanLink",
+    "PlanReview",
     "RateLimits",
     "Stage",
     "Stop",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import mcp.types as types
+from mcp import types
 
 from gateway.approvals import pending_request
 from gateway.approvals.service import later
@@ -19,6 +19,19 @@ CONSENT_SCHEMA = {
     "properties": {"confirm": {"type": "boolean", "title": "Go ahead?"}},
     "required": ["confirm"],
 }
+
+
+def _covered(call: CallContext) -> bool:
+    plan, decision = call.plan, call.decision
+    if plan is None or decision is None or plan.approval_id is None:
+        return False
+    return any(
+        cover.step == plan.step
+        and cover.tool == call.tool_name
+        and cover.rule == decision.rule
+        and cover.approver == decision.approver
+        for cover in plan.covers
+    )
 
 
 def consent_question(call: CallContext) -> str:
@@ -40,6 +53,9 @@ class Approval:
         approver = decision.approver or "an approver"
         if decision.approver == CONSENT:
             return await self._consent(call)
+        if call.plan is not None and _covered(call):
+            # A step of an approved plan, needing exactly what the approver saw for it.
+            return Continue(call.evolve(approval_id=call.plan.approval_id))
         if call.approved is not None:
             # The queue executes an approved request: it covers exactly these arguments and this definition.
             if (

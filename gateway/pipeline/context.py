@@ -64,6 +64,17 @@ class Finding(BaseModel):
 
 
 @dataclass(frozen=True)
+class PlanLink:
+    """The plan run a call is a step of: linked from its audit record, and what the plan's approval covers."""
+
+    run_id: str
+    step: str
+    approval_id: str | None = None
+    covers: tuple[Any, ...] = ()
+    """`Cover`s of the approved plan: a step needing exactly this approval runs under the plan's."""
+
+
+@dataclass(frozen=True)
 class CallContext:
     call_id: str
     caller: Caller
@@ -90,6 +101,11 @@ class CallContext:
     """The approved `ApprovalRequest` this call executes (set only by the approval queue's executor)."""
     consent: bool | None = None
     """The user's answer to a consent question asked before this call (2026-07-28 clients answer on retry)."""
+    plan: PlanLink | None = None
+    deferred: frozenset[str] = frozenset()
+    """Arguments not known yet (a plan preview: filled from earlier steps at run time); not checked."""
+    timeout_seconds: float | None = None
+    """A shorter timeout for this call than the tool's own (a plan step's)."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

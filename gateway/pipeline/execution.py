@@ -28,6 +28,8 @@ class Execution:
             return Continue(call)
         definition, source = entry
         timeout = self._config.tool_timeout(definition.name, definition.timeout_seconds)
+        if call.timeout_seconds is not None:
+            timeout = min(timeout, call.timeout_seconds)
         context = ToolContext(
             subject=call.caller.subject or "",
             roles=call.roles,
@@ -36,6 +38,7 @@ class Execution:
             call_id=call.call_id,
             progress=call.progress,
             relay=call.relay,
+            extra={"caller": call.caller, "approved": call.approved},
         )
         try:
             with anyio.fail_after(timeout):

@@ -9,6 +9,7 @@ with the finding as its reason; `flag` only records.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
@@ -51,6 +52,8 @@ class InputGuardrails:
             message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
             return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
         errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
+        if call.deferred:
+            errors = [e for e in errors if not _about_deferred(e, call.deferred)]
         if errors:
             return self._invalid(call, errors)
         guard = self._guardrails.guard(call.tool_name)
@@ -130,6 +133,17 @@ def blocked(findings: list[Finding], stage: str, where: str) -> Outcome:
         stage=stage,
         findings=[f.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for f in blocking],
     )
+
+
+def _about_deferred(error: Any, deferred: frozenset[str]) -> bool:
+    """A schema error about an argument that is filled at run time (its value, or its absence)."""
+    path = list(error.absolute_path)
+    if path and path[0] in deferred:
+        return True
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        return bool(missing) and missing[0] in deferred
+    return False
 
 
 def _finding(flagged: Flagged, stage: str) -> Finding:

@@ -110,6 +110,8 @@ class Pipeline:
             result_digest=result_digest,
             result_bytes=result_bytes,
             approval_id=call.approval_id,
+            plan_run_id=call.plan.run_id if call.plan else None,
+            plan_step=call.plan.step if call.plan else None,
         )
 
 

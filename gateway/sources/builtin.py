@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from anyio.abc import TaskGroup
 
 from gateway.approvals.requests import ApprovalStatus
+from gateway.planner import PLAN_TOOLS
+from gateway.planner.tools import PlannerTools
+from gateway.planner.tools import definitions as planner_definitions
 from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult
 
 if TYPE_CHECKING:
@@ -105,26 +108,33 @@ class BuiltinSource:
             source=self.name,
         )
 
-        self._definitions = [self._definition] + [
-            ToolDefinition(
-                name=name,
-                description=description,
-                input_schema={
-                    "type": "object",
-                    "properties": properties,
-                    "required": required,
-                    "additionalProperties": False,
-                },
-                annotations=annotations,
-                source=self.name,
-            )
-            for name, (description, properties, required, annotations) in APPROVAL_TOOLS.items()
-        ]
+        self._definitions = (
+            [self._definition]
+            + [
+                ToolDefinition(
+                    name=name,
+                    description=description,
+                    input_schema={
+                        "type": "object",
+                        "properties": properties,
+                        "required": required,
+                        "additionalProperties": False,
+                    },
+                    annotations=annotations,
+                    source=self.name,
+                )
+                for name, (description, properties, required, annotations) in APPROVAL_TOOLS.items()
+            ]
+            + planner_definitions(self.name)
+        )
+        self._planner = PlannerTools(gateway)
 
     def list_tools(self) -> list[ToolDefinition]:
         return list(self._definitions)
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        if tool.name in PLAN_TOOLS:
+            return await self._planner.call(tool.name, arguments, context)
         if tool.name == POLICY_CHECK:
             report = await self._gateway.check(arguments["subject"], arguments["tool"], arguments.get("args", {}))
             structured = report.model_dump(mode="json")

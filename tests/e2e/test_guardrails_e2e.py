@@ -87,6 +87,15 @@ async def test_redact_a_token_pasted_into_a_ticket(connect: Connect, guarded_con
     assert TOKEN not in json.dumps(audited)
 
 
+async def test_flag_a_phone_number_in_a_ticket(connect: Connect, guarded_config: Path) -> None:
+    async with connect("alice") as client:
+        arguments = {"customer_id": "C001", "subject": "callback", "body": "Please call me on +44 20 7946 0958."}
+        result = await client.call_tool("tickets.create", arguments)
+    assert not result.is_error, result
+    audited = record(guarded_config, result.meta[AUDIT_ID_META_KEY])  # type: ignore[index]
+    assert [(f["rule"], f["action"]) for f in audited["findings"]] == [("personal.phone", "flag")]
+
+
 async def test_injection_in_an_http_result_is_annotated(connect: Connect, guarded_config: Path) -> None:
     async with connect("alice") as client:
         result = await client.call_tool("inventory.get_item", {"sku": "SKU-1003"})

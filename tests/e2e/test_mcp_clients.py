@@ -80,12 +80,12 @@ async def test_a_tool_outside_the_callers_role_looks_unknown_but_is_audited_as_d
     connect: Connect, e2e_config: Path
 ) -> None:
     async with connect("alice") as client:
-        hidden = await client.call_tool("payments.refund", {"customer_id": "C001", "amount": 5, "reason": "r"})
+        hidden = await client.call_tool("crm.delete_customer", {"customer_id": "C001"})
         missing = await client.call_tool("payments.launder", {})
     hidden_error, missing_error = error(hidden), error(missing)
     assert hidden.structured_content == hidden_error  # never listed: no schema to clash with
     assert hidden_error["code"] == missing_error["code"] == "unknown_tool"
-    assert hidden_error["message"] == "Unknown tool: payments.refund"
+    assert hidden_error["message"] == "Unknown tool: crm.delete_customer"
     record = audit_record(e2e_config, hidden_error["audit_id"])
     assert (record["subject"], record["decision"], record["outcome"]) == ("alice", "deny", "unknown_tool")
     assert record["records_for_call"] == 1

@@ -45,8 +45,8 @@ async def test_an_executed_call_records_intent_then_outcome(gateway: Gateway) ->
 
 
 async def test_a_refused_call_is_recorded_once_without_intent(gateway: Gateway) -> None:
-    outcome = await gateway.call_tool(ALICE, "payments.refund", {})
-    rows = [r for r in records(gateway) if r["tool"] == "payments.refund"]
+    outcome = await gateway.call_tool(ALICE, "crm.delete_customer", {})
+    rows = [r for r in records(gateway) if r["tool"] == "crm.delete_customer"]
     assert [(r["event"], r["decision"], r["outcome"]) for r in rows] == [("tool.call", "deny", "unknown_tool")]
     assert outcome.audit_id == rows[0]["seq"]
 

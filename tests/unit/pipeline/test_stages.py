@@ -68,11 +68,11 @@ async def test_identity_refuses_a_caller_without_subject_and_resolves_roles(snap
 
 async def test_authorization_hides_tools_the_caller_may_not_call(snapshot: Snapshot) -> None:
     stage = Authorization(snapshot.policy, snapshot.catalog)
-    hidden = await stage(call(snapshot, "alice", "payments.refund"))
+    hidden = await stage(call(snapshot, "alice", "crm.delete_customer"))
     missing = await stage(call(snapshot, "alice", "no.such_tool"))
     assert isinstance(hidden, Stop) and isinstance(missing, Stop)
     assert hidden.outcome.code is missing.outcome.code is OutcomeCode.UNKNOWN_TOOL
-    assert hidden.outcome.message == "Unknown tool: payments.refund"
+    assert hidden.outcome.message == "Unknown tool: crm.delete_customer"
     assert hidden.call.decision is not None and hidden.call.decision.decision is Decision.DENY
 
 

@@ -1,0 +1,174 @@
+"""`portcullis plan`: the planner from the command line (schema, validate, preview, run, status, list)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from gateway.audit import open_readonly
+from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.gateway import Gateway
+from gateway.pipeline import Caller
+from gateway.planner import Plan, validate
+from gateway.planner.runs import list_runs, read_run
+from gateway.planner.tools import render_preview
+
+
+@click.group()
+def plan() -> None:
+    """Check, preview and run multi-step plans."""
+
+
+@plan.command()
+def schema() -> None:
+    """Print the plan document's JSON Schema."""
+    echo_json(Plan.model_json_schema())
+
+
+def _read(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{file}: cannot read the plan: {exc}") from exc
+
+
+def _caller(gateway: Gateway, subject: str) -> Caller:
+    return Caller(subject=subject, tenant=gateway.config.identity.default_tenant, auth="cli", transport="cli")
+
+
+def _checked(gateway: Gateway, data: Any, subject: str) -> Plan:
+    caller = _caller(gateway, subject)
+    checked, problems = validate(data, lambda tool: gateway.plan_tool(caller, tool))
+    if checked is None:
+        lines = "\n  ".join(f"{p.path}: {p.message}" for p in problems)
+        raise click.ClickException(f"the plan is not valid:\n  {lines}")
+    return checked
+
+
+@plan.command("validate")
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "subject", required=True, help="Check the tools as this subject sees them.")
+def validate_command(config_path: Path, file: Path, subject: str) -> None:
+    """Check a plan's shape, references, graph and tools (exit 1 with every problem)."""
+    checked = _checked(load_gateway(config_path), _read(file), subject)
+    click.echo(f"valid: {len(checked.steps)} steps, plan hash {checked.hash}")
+
+
+@plan.command()
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "subject", required=True, help="Preview as this subject.")
+@json_option
+def preview(config_path: Path, file: Path, subject: str, as_json: bool) -> None:
+    """What a plan would do as SUBJECT, before anything runs: decisions, findings, flows, batches.
+
+    Exit status 1 when a step is denied (the plan would be refused).
+
+    Example: portcullis plan preview examples/plans/refund-and-notify.json --as alice
+    """
+    gateway = load_gateway(config_path)
+    checked = _checked(gateway, _read(file), subject)
+    shown = anyio.run(gateway.preview_plan, checked, _caller(gateway, subject))
+    if as_json:
+        echo_json(shown.model_dump(mode="json"))
+    else:
+        click.echo(render_preview(shown))
+    if shown.refused:
+        raise SystemExit(1)
+
+
+@plan.command()
+@config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "subject", required=True, help="Run as this subject (every step is decided as them).")
+@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait for a needed approval.")
+@json_option
+def run(config_path: Path, file: Path, subject: str, wait: float, as_json: bool) -> None:
+    """Run a plan through the gateway as SUBJECT (the same pipeline, approval queue and audit as MCP).
+
+    When steps need approval, one request covers the plan: this prints its id (exit 2), or with
+    --wait waits for the decision and the run.
+    """
+    gateway = load_gateway(config_path)
+    data = _read(file)
+    caller = _caller(gateway, subject)
+
+    async def work() -> dict[str, Any]:
+        async with gateway:
+            outcome = await gateway.call_tool(caller, "gateway.plan_run", {"plan": data})
+            approval_id = outcome.data.get("approval_id")
+            if outcome.code.value == "approval_required" and approval_id and wait > 0:
+                request = await gateway.approvals.wait(approval_id, wait)
+                if request is not None:
+                    outcome = gateway.approvals.outcome_of(request)
+            return outcome.model_dump(mode="json")
+
+    result = anyio.run(work)
+    if as_json:
+        echo_json(result)
+    else:
+        report = result.get("structured") or {}
+        click.echo(f"{result['code']}: {result['message'] if not report else report.get('status')}")
+        for step in report.get("steps", []):
+            click.echo(f"  {step['id']:<14} {step['tool']:<24} {step['status']:<10} {step.get('message') or ''}")
+        if report.get("run_id"):
+            click.echo(f"run {report['run_id']}")
+        if result["code"] == "approval_required":
+            click.echo(f"approval {result['data'].get('approval_id')} is pending (portcullis approvals show ID)")
+    if result["code"] == "approval_required":
+        raise SystemExit(2)
+    if result["code"] != "ok":
+        raise SystemExit(1)
+
+
+@plan.command()
+@config_option
+@click.argument("run_id")
+@json_option
+def status(config_path: Path, run_id: str, as_json: bool) -> None:
+    """A plan run's status, step by step."""
+    connection = _database(config_path)
+    try:
+        record = read_run(connection, run_id)
+    finally:
+        connection.close()
+    if record is None:
+        raise click.ClickException(f"no plan run {run_id}")
+    if as_json:
+        echo_json(record.model_dump(mode="json"))
+        return
+    click.echo(f"run {record.id}: {record.status} ({record.subject}, {record.created_at}) {record.goal}")
+    echo_table(
+        [s.model_dump() for s in record.steps],
+        ["step_id", "tool", "status", "attempts", "outcome", "audit_id", "message"],
+    )
+
+
+@plan.command("list")
+@config_option
+@click.option("--limit", type=int, default=20, show_default=True)
+@json_option
+def list_command(config_path: Path, limit: int, as_json: bool) -> None:
+    """Recent plan runs, newest first."""
+    connection = _database(config_path)
+    try:
+        rows = list_runs(connection, limit)
+    finally:
+        connection.close()
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["id", "created_at", "subject", "status", "goal"])
+
+
+def _database(config_path: Path) -> Any:
+    config = load(config_path)
+    path = config.resolve(config.audit.path)
+    if not path.exists():
+        raise click.ClickException(f"no gateway database at {path} (has the gateway run yet?)")
+    return open_readonly(path)
