@@ -4,8 +4,11 @@
    records (intent and outcome), interleaved, median and p99.
 2. Durable throughput: 64 concurrent writers appending records (synchronous=FULL, group commit).
 3. Verification speed: records checked per second over the whole chain.
+4. Queries over a large log (1,000,000 records by default, spread over 30 days, 200 subjects,
+   20 tenants, 12 tools): the filters of `portcullis audit query`, median of 20 runs each
+   (goal: under 50 ms each).
 
-    python benchmarks/audit.py [--calls 2000] [--records 20000] [--verify 100000]
+    python benchmarks/audit.py [--calls 2000] [--records 20000] [--verify 100000] [--query 1000000]
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 
 from gateway import Gateway
-from gateway.audit import AuditRecord, AuditStore, verify_file
+from gateway.audit import AuditQuery, AuditRecord, AuditStore, open_readonly, query_records, verify_file
 from gateway.config import load_config
 from gateway.ids import new_id
 from gateway.pipeline import CallContext, Caller, Pipeline, build_stages
@@ -128,12 +132,84 @@ async def verification(folder: Path, records: int) -> None:
     )
 
 
-async def main(calls: int, records: int, verify_records: int) -> None:
+TOOLS = [f"{ns}.{verb}" for ns in ("crm", "tickets", "payments", "email") for verb in ("get", "create", "send")]
+OUTCOMES = ["ok"] * 8 + ["denied", "approval_required", "guardrail_blocked", "timeout"]
+
+
+async def queries(folder: Path, records: int) -> None:
+    store = AuditStore(folder / "query.db")
+    store.open()
+    start = datetime.now(UTC) - timedelta(days=30)
+    step = timedelta(days=30) / records
+    workers = 256
+
+    def record(n: int) -> AuditRecord:
+        outcome = OUTCOMES[n % len(OUTCOMES)]
+        return AuditRecord(
+            event="tool.call",
+            ts=(start + step * n).isoformat().replace("+00:00", "Z"),
+            call_id=f"c{n}",
+            subject=f"user{n % 200}",
+            tenant=f"tenant{n % 20}",
+            tool=TOOLS[n % len(TOOLS)],
+            decision="deny"
+            if outcome == "denied"
+            else ("approval_required" if outcome == "approval_required" else "allow"),
+            outcome=outcome,
+            rule=f"p, role:r{n % 50}, {TOOLS[n % len(TOOLS)]}, call, allow (policy.csv:{n % 90})",
+            approval_id=f"a{n}" if outcome == "approval_required" else None,
+            plan_run_id=f"run{n // 4}" if n % 10 < 4 else None,
+        )
+
+    async def fill(offset: int) -> None:
+        for n in range(offset, records, workers):
+            await store.append(record(n), durable=False)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tasks:
+        for offset in range(workers):
+            tasks.start_soon(fill, offset)
+    await store.close()
+    print(f"query: filled {records:,} records in {time.perf_counter() - started:.0f} s")
+    middle = (start + timedelta(days=15)).isoformat().replace("+00:00", "Z")
+    hour_later = (start + timedelta(days=15, hours=1)).isoformat().replace("+00:00", "Z")
+    cases = {
+        "newest page (no filter)": AuditQuery(),
+        "subject": AuditQuery(subject="user17"),
+        "tenant": AuditQuery(tenant="tenant3"),
+        "tool glob crm.*": AuditQuery(tool="crm.*"),
+        "decision deny": AuditQuery(decision="deny"),
+        "outcome approval_required": AuditQuery(outcome="approval_required"),
+        "approval id": AuditQuery(approval_id=f"a{records // 2 - records // 2 % 12 + 9}"),
+        "plan run": AuditQuery(plan_run_id=f"run{records // 8}"),
+        "one hour, 15 days back": AuditQuery(since=middle, until=hour_later),
+        "subject + tool + since 7d": AuditQuery(subject="user5", tool="payments.*", since="7d"),
+        "text in rule, with subject": AuditQuery(subject="user42", text="role:r42"),
+    }
+    connection = open_readonly(folder / "query.db")
+    try:
+        for label, spec in cases.items():
+            spec = spec.model_copy(update={"limit": 100, "newest_first": True})
+            timings, found = [], 0
+            for _ in range(20):
+                begun = time.perf_counter()
+                found = len(query_records(connection, spec))
+                timings.append(time.perf_counter() - begun)
+            median, p99 = stats(timings)
+            verdict = "ok" if median < 50 else "OVER 50 ms"
+            print(f"  {label:<30} median {median:7.2f} ms  p99 {p99:7.2f} ms  ({found} rows; {verdict})")
+    finally:
+        connection.close()
+
+
+async def main(calls: int, records: int, verify_records: int, query_records_count: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         await per_call(deployment(root / "deployment"), calls)
         await throughput(root, records)
         await verification(root, verify_records)
+        if query_records_count:
+            await queries(root, query_records_count)
 
 
 if __name__ == "__main__":
@@ -141,5 +217,6 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--verify", type=int, default=100_000)
+    parser.add_argument("--query", type=int, default=1_000_000, help="records for the query benchmark (0: skip)")
     options = parser.parse_args()
-    sys.exit(anyio.run(main, options.calls, options.records, options.verify))
+    sys.exit(anyio.run(main, options.calls, options.records, options.verify, options.query))

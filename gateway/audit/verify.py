@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -12,6 +13,10 @@ from gateway.audit.checkpoints import load_public_key, read_file, verify_checkpo
 from gateway.audit.query import open_readonly
 from gateway.audit.records import chain_hash
 from gateway.audit.schema import GENESIS_HASH
+
+Progress = Callable[[int], None]
+"""Told how many more records were processed (a progress bar's `update`)."""
+PROGRESS_EVERY = 10_000
 
 _COLUMNS = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")
 
@@ -24,8 +29,11 @@ class VerifyReport(BaseModel):
     problem: str | None = None
 
 
-def verify_chain(connection: sqlite3.Connection) -> VerifyReport:
-    """Walk the log in order; report the first record that was edited, removed, inserted or moved."""
+def verify_chain(connection: sqlite3.Connection, progress: Progress | None = None) -> VerifyReport:
+    """Walk the log in order; report the first record that was edited, removed, inserted or moved.
+
+    `progress` is told every `PROGRESS_EVERY` records how many more were checked.
+    """
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     rows = connection.execute(f"SELECT seq, prev_hash, hash, body, {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
     for seq, stored_prev, stored_hash, body, *columns in rows:
@@ -45,14 +53,18 @@ def verify_chain(connection: sqlite3.Connection) -> VerifyReport:
             if content.get(name) != value:
                 return _bad(count, seq, f"record {seq} was altered: column {name} differs from the hashed content")
         expected_seq, prev_hash, count = seq + 1, stored_hash, count + 1
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
     return VerifyReport(ok=True, records=count)
 
 
-def verify_file(path: Path, checkpoint_file: Path | None = None, public_key: Path | None = None) -> VerifyReport:
+def verify_file(
+    path: Path, checkpoint_file: Path | None = None, public_key: Path | None = None, progress: Progress | None = None
+) -> VerifyReport:
     """The chain, then every signed checkpoint (when a checkpoint file and public key are given)."""
     connection = open_readonly(path)
     try:
-        report = verify_chain(connection)
+        report = verify_chain(connection, progress)
         if not report.ok or checkpoint_file is None or public_key is None or not checkpoint_file.exists():
             return report
         entries = read_file(checkpoint_file)

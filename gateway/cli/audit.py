@@ -15,7 +15,17 @@ import click
 
 from gateway.audit import AuditQuery, open_readonly, query_records, verify_file
 from gateway.audit.checkpoints import Checkpoint, public_key_path
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway, moment
+from gateway.audit.verify import PROGRESS_EVERY
+from gateway.cli.options import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    load,
+    load_gateway,
+    moment,
+    progress_bar,
+)
 
 
 @click.group()
@@ -133,10 +143,12 @@ def verify(config_path: Path, as_json: bool) -> None:
     config = load(config_path)
     audit_config = config.audit
     public = audit_config.checkpoint_public_key or public_key_path(audit_config.checkpoint_key)
+    database = _database(config_path)
     try:
-        report = verify_file(
-            _database(config_path), config.resolve(audit_config.checkpoint_file), config.resolve(public)
-        )
+        with progress_bar("verifying", _record_count(database)) as advance:
+            report = verify_file(
+                database, config.resolve(audit_config.checkpoint_file), config.resolve(public), advance
+            )
     except sqlite3.Error as exc:
         raise click.ClickException(f"cannot read the audit log: {exc}") from exc
     if as_json:
@@ -233,15 +245,28 @@ def export(config_path: Path, output: str, since: str | None) -> None:
 
     Example: portcullis audit export --format ocsf --since 7d > audit.ocsf.jsonl
     """
-    connection = open_readonly(_database(config_path))
+    database = _database(config_path)
+    connection = open_readonly(database)
     try:
         rows = connection.execute(
             "SELECT seq, prev_hash, hash, body FROM audit_log WHERE ? IS NULL OR ts >= ? ORDER BY seq", (since, since)
         )
-        for seq, prev_hash, digest, body in rows:
-            record = {**json.loads(body), "seq": seq, "prev_hash": prev_hash, "hash": digest}
-            line = ocsf(record) if output == "ocsf" else record
-            click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+        with progress_bar("exporting", _record_count(database)) as advance:
+            for count, (seq, prev_hash, digest, body) in enumerate(rows, 1):
+                record = {**json.loads(body), "seq": seq, "prev_hash": prev_hash, "hash": digest}
+                line = ocsf(record) if output == "ocsf" else record
+                click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+                if count % PROGRESS_EVERY == 0:
+                    advance(PROGRESS_EVERY)
+    finally:
+        connection.close()
+
+
+def _record_count(database: Path) -> int:
+    """How many records the log holds (its last sequence number): the total a progress bar counts to."""
+    connection = open_readonly(database)
+    try:
+        return int(connection.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log").fetchone()[0])
     finally:
         connection.close()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,17 @@ def load_gateway(config_path: Path) -> Gateway:
         return Gateway(config)
     except ConfigError as exc:
         raise click.ClickException("invalid deployment:\n  " + "\n  ".join(exc.problems)) from exc
+
+
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; nothing at all when piped or redirected."""
+    stream = click.get_text_stream("stderr")
+    if not stream.isatty() or total <= 0:
+        yield lambda done: None
+        return
+    with click.progressbar(length=total, label=label, file=stream, show_pos=True) as bar:
+        yield bar.update
 
 
 def echo_json(value: Any) -> None:

@@ -9,7 +9,7 @@ import anyio
 import click
 
 from gateway.audit import open_readonly
-from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway, moment
+from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway, moment, progress_bar
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
 from gateway.policy import PolicyEngine
@@ -165,7 +165,9 @@ def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool)
         raise click.ClickException(f"no audit database at {database}")
     connection = open_readonly(database)
     try:
-        report = replay(connection, engine, since)
+        calls = connection.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'tool.call'").fetchone()[0]
+        with progress_bar("replaying", int(calls)) as advance:
+            report = replay(connection, engine, since, advance)
     finally:
         connection.close()
     if as_json:

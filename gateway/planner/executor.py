@@ -127,7 +127,7 @@ class _Run:
             self.approval_id,
         )
         await self._record(
-            "plan.started", statements, goal=self.plan.goal, plan_hash=self.plan.hash, steps=len(self.plan.steps)
+            "plan.started", statements, False, goal=self.plan.goal, plan_hash=self.plan.hash, steps=len(self.plan.steps)
         )
         timed_out = False
         with anyio.move_on_after(self.plan.limits.timeout_seconds) as scope:
@@ -179,9 +179,11 @@ class _Run:
     async def _set(self, step_id: str, **changes: Any) -> None:
         record = self.records[step_id].model_copy(update=changes)
         self.records[step_id] = record
-        # `running` is not fsynced on its own: the step's outcome record, durable, follows it (as the intent does).
-        durable = record.status != "running"
-        await self._record("plan.step", [update_step(self.run_id, record)], durable, step=step_id, status=record.status)
+        # Step transitions are committed but not fsynced on their own: the step's outcome record and the
+        # run's `plan.finished` are, and a durable commit makes every earlier one durable too (WAL order).
+        # The call records are the truth; a machine crash can at worst leave a step `running`, which the
+        # next start marks interrupted.
+        await self._record("plan.step", [update_step(self.run_id, record)], False, step=step_id, status=record.status)
 
     async def _step(self, step: Step, limiter: anyio.CapacityLimiter) -> None:
         try:

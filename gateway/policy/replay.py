@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -39,14 +40,21 @@ class ReplayReport(BaseModel):
     changes: list[ReplayChange]
 
 
-def replay(connection: sqlite3.Connection, candidate: PolicyEngine, since: str | None) -> ReplayReport:
+def replay(
+    connection: sqlite3.Connection,
+    candidate: PolicyEngine,
+    since: str | None,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayReport:
     sql = "SELECT seq, body FROM audit_log WHERE event = 'tool.call'"
     params: tuple[Any, ...] = ()
     if since is not None:
         sql += " AND ts >= ?"
         params = (parse_since(since),)
     replayed, changes = 0, []
-    for seq, body in connection.execute(sql + " ORDER BY seq", params):
+    for count, (seq, body) in enumerate(connection.execute(sql + " ORDER BY seq", params), 1):
+        if progress is not None and count % 10_000 == 0:
+            progress(10_000)
         record = json.loads(body)
         subject, tool = record.get("subject"), record.get("tool")
         if not subject or not tool or record.get("decision") is None:
