@@ -59,17 +59,60 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
 
     Subject, tool, decision, outcome, event, call and time are indexed columns; tenant, approval
     id and plan run are expression indexes on the record body; free text is a scan of the rows the
-    other filters leave.
+    other filters leave. A tool glob is expanded to the tool names it matches (a skip scan of the
+    tool index), and each name's newest records are read through the index and merged: one
+    ordered scan per name instead of sorting every match.
     """
-    clauses, params = [], []
+    clauses, params = _filters(query)
+    offset = (max(query.page, 1) - 1) * query.limit
+    wanted = offset + query.limit
+    if query.tool is not None and any(c in query.tool for c in "*?["):
+        names = [row[0] for row in connection.execute(_TOOL_NAMES, (query.tool,))]
+        where = " AND ".join(["tool = ?", *clauses])
+        seqs: list[int] = []
+        for name in names:
+            found = connection.execute(
+                f"SELECT seq FROM audit_log WHERE {where} ORDER BY seq DESC LIMIT ?", (name, *params, wanted)
+            )
+            seqs.extend(row[0] for row in found)
+        page = sorted(seqs, reverse=True)[offset:wanted]
+        marks = ", ".join("?" * len(page))
+        rows = connection.execute(
+            f"SELECT seq, hash, body FROM audit_log WHERE seq IN ({marks}) ORDER BY seq DESC", page
+        ).fetchall()
+    else:
+        if query.tool is not None:
+            clauses.append("tool = ?")
+            params.append(query.tool)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = connection.execute(
+            f"SELECT seq, hash, body FROM audit_log {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (*params, query.limit, offset),
+        ).fetchall()
+    records = [{**json.loads(body), "seq": seq, "hash": digest} for seq, digest, body in rows]
+    return records if query.newest_first else list(reversed(records))
+
+
+_TOOL_NAMES = """
+WITH RECURSIVE names(tool) AS (
+    SELECT MIN(tool) FROM audit_log
+    UNION ALL
+    SELECT (SELECT MIN(tool) FROM audit_log WHERE tool > names.tool) FROM names WHERE names.tool IS NOT NULL
+)
+SELECT tool FROM names WHERE tool GLOB ?
+"""
+"""The distinct tool names matching a glob, one index probe per name (not a scan of the log)."""
+
+
+def _filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters for every filter but the tool."""
+    clauses: list[str] = []
+    params: list[Any] = []
     for column in ("subject", "decision", "outcome", "event", "call_id"):
         value = getattr(query, column)
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
-    if query.tool is not None:
-        clauses.append("tool GLOB ?")
-        params.append(query.tool)
     if query.since is not None:
         clauses.append("ts >= ?")
         params.append(parse_since(query.since))
@@ -86,14 +129,7 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
             "(instr(lower(json_extract(body, '$.rule')), ?) > 0 OR instr(lower(json_extract(body, '$.message')), ?) > 0)"
         )
         params += [query.text.lower(), query.text.lower()]
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    offset = (max(query.page, 1) - 1) * query.limit
-    rows = connection.execute(
-        f"SELECT seq, hash, body FROM audit_log {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
-        (*params, query.limit, offset),
-    ).fetchall()
-    records = [{**json.loads(body), "seq": seq, "hash": digest} for seq, digest, body in rows]
-    return records if query.newest_first else list(reversed(records))
+    return clauses, params
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,7 +64,7 @@ def load_gateway(config_path: Path) -> Gateway:
 @contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when it is a terminal; nothing at all when piped or redirected."""
-    stream = click.get_text_stream("stderr")
+    stream = sys.stderr
     if not stream.isatty() or total <= 0:
         yield lambda done: None
         return

@@ -184,8 +184,8 @@ async def test_approvals_list_shows_the_pending_request(gateway: Gateway, config
 async def test_audit_verify_exits_non_zero_with_the_first_bad_record(gateway: Gateway, config_path: Path) -> None:
     await fill(gateway)
     await gateway.stop()
-    code, out, _ = run("audit", "verify", "--config", str(config_path))
-    assert code == 0 and "chain intact" in out
+    code, out, err = run("audit", "verify", "--config", str(config_path))
+    assert code == 0 and "chain intact" in out, out + err
     db = sqlite3.connect(config_path.parent / "audit" / "audit.db")
     db.executescript("DROP TRIGGER audit_no_update;")
     db.execute("UPDATE audit_log SET body = replace(body, '\"alice\"', '\"carol\"') WHERE seq = 3")
