@@ -18,8 +18,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,29 @@ class StaleState(Exception):
 class _Job:
     record: AuditRecord
     statements: Sequence[Statement]
-    durable: bool = True
-    future: Future[int] = field(default_factory=Future)
+    durable: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
+
+
+def _settle(outcomes: list[tuple[_Job, int | BaseException]]) -> None:
+    """Resolve the jobs' futures on their event loops: one wake-up per loop for a whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]] = {}
+    for job, outcome in outcomes:
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a loop that closed has nobody waiting
+            loop.call_soon_threadsafe(_resolve, settled)
+
+
+def _resolve(settled: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    for future, outcome in settled:
+        if future.done():  # the caller was cancelled; the record is committed all the same
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 logger = logging.getLogger(__name__)
@@ -146,9 +166,10 @@ class AuditStore:
         """
         if not self.running:
             raise AuditWriteError("the audit writer is not running")
-        job = _Job(record, statements, durable)
+        loop = asyncio.get_running_loop()
+        job = _Job(record, statements, durable, loop, loop.create_future())
         self._queue.put(job)
-        return await asyncio.wrap_future(job.future)
+        return await job.future
 
     def _run(self, connection: sqlite3.Connection) -> None:
         self._synchronous = "FULL"
@@ -236,14 +257,9 @@ class AuditStore:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
-            for job in batch:
-                _settle_error(job, exc)
+            _settle([(job, _error(exc)) for job in batch])
             return
-        for job, seq in done:
-            if not job.future.done():
-                job.future.set_result(seq)
-        for job, exc in failed:
-            _settle_error(job, exc)
+        _settle([*done, *((job, _error(exc)) for job, exc in failed)])
 
     def _fail_pending(self) -> None:
         while True:
@@ -252,7 +268,7 @@ class AuditStore:
             except queue.Empty:
                 return
             if isinstance(item, _Job):
-                _settle_error(item, RuntimeError("the audit writer stopped"))
+                _settle([(item, _error(RuntimeError("the audit writer stopped")))])
 
 
 def chain_head(connection: sqlite3.Connection) -> tuple[int, str]:
@@ -260,9 +276,8 @@ def chain_head(connection: sqlite3.Connection) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
-def _settle_error(job: _Job, exc: BaseException) -> None:
-    if not job.future.done():
-        job.future.set_exception(exc if isinstance(exc, StaleState) else AuditWriteError(f"audit write failed: {exc}"))
+def _error(exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, StaleState) else AuditWriteError(f"audit write failed: {exc}")
 
 
 def _stored_salt(connection: sqlite3.Connection) -> str:
