@@ -151,3 +151,48 @@ def test_a_run_killed_mid_way_is_interrupted_after_a_restart(tmp_path: Path) -> 
 
 def _has_table(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'plan_steps'").fetchone() is not None
+
+
+DRAFT = {
+    "goal": "find Ada and open a ticket",
+    "steps": [
+        {"id": "find", "tool": "crm.find_customer", "arguments": {"query": "Lovelace"}},
+        {
+            "id": "ticket",
+            "tool": "tickets.create",
+            "arguments": {"customer_id": {"$ref": "find.result.customers[0].id"}, "subject": "Hi", "body": "Hello"},
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+async def test_a_draft_is_written_by_the_callers_model_validated_and_previewed_but_never_run(
+    mode: str, e2e_config: Path, serve_http: Any
+) -> None:
+    from servers import connector
+
+    asked: list[str] = []
+
+    async def model(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        prompt = params.messages[0].content
+        assert isinstance(prompt, types.TextContent)
+        asked.append(prompt.text)
+        answer = "Here is the plan:\n" + json.dumps(DRAFT)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=answer), model="m"
+        )
+
+    async with connector(e2e_config, mode, serve_http, sampling_callback=model)("alice") as alice:
+        result = await alice.call_tool("gateway.plan_draft", {"request": "open a ticket for Ada"})
+    body = structured(result)
+    assert body["valid"] is True and body["draft"] == DRAFT
+    assert [s["decision"] for s in body["preview"]["steps"]] == ["allow", "allow"]
+    # the model was shown only the caller's tools, and never the planner's own
+    assert "tickets.create" in asked[0] and "crm.delete_customer" not in asked[0] and "gateway.plan_run" not in asked[0]
+    with sqlite3.connect(e2e_config.parent / "audit" / "audit.db") as db:
+        ran = db.execute(
+            "SELECT COUNT(*) FROM audit_log WHERE event = 'plan.started' AND json_extract(body, '$.detail.goal') = ?",
+            (DRAFT["goal"],),
+        ).fetchone()[0]
+    assert ran == 0
