@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import types
+from mcp.client.subscriptions import ToolsListChanged
 from servers import connector, free_port, wait_for_http
 from support import UPSTREAMS, Connect, make_deployment, portcullis, toy_upstream
 
@@ -70,6 +71,28 @@ async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
     assert before - after == {"toy.echo"}
     assert refused.is_error and refused.meta is not None
     assert refused.meta["portcullis/error"]["code"] == "tool_definition_changed"
+
+
+@pytest.mark.parametrize("mode", ["stdio-auto", "http-auto"])
+async def test_2026_clients_hear_of_a_quarantine_on_their_subscription(
+    mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
+) -> None:
+    """2026-07-28 has no server notifications outside requests: clients listen with subscriptions/listen."""
+    config = make_deployment(
+        tmp_path / "deployment",
+        extra_policy="p, role:support, toy.*, call, allow\n",
+        changes={"upstreams": [toy_upstream()]},
+    )
+    assert portcullis("tools", "pin", "--config", str(config)).returncode == 0
+    async with connector(config, mode, serve_http)("alice") as client:
+        before = {tool.name for tool in (await client.list_tools()).tools}
+        async with client.listen(tools_list_changed=True) as subscription:
+            await client.call_tool("toy.mutate", {})
+            with anyio.fail_after(10):
+                event = await subscription.__anext__()
+        after = {tool.name for tool in (await client.list_tools(cache_mode="bypass")).tools}
+    assert isinstance(event, ToolsListChanged)
+    assert before - after == {"toy.echo"}
 
 
 @pytest.fixture(scope="module")
