@@ -14,7 +14,7 @@ from mcp import types
 from gateway.planner.plan import Plan
 from gateway.planner.preview import Cover
 from gateway.planner.validate import validate
-from gateway.sources.base import ToolContext, ToolDefinition, ToolResult
+from gateway.sources.base import ToolContext, ToolDefinition, ToolResult, ToolTable, table_definitions
 
 if TYPE_CHECKING:
     from gateway.gateway import Gateway
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _PLAN = {"type": "object", "description": "A plan document (see `portcullis plan schema`)."}
 _READ = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 _RUN = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
-DEFINITIONS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]] = {
+DEFINITIONS: ToolTable = {
     "gateway.plan_validate": (
         "Check a plan's shape, references, graph, tools and limits; problems come with their JSON path.",
         {"plan": _PLAN},
@@ -63,17 +63,7 @@ DEFINITIONS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]] = 
 
 
 def definitions(source: str) -> list[ToolDefinition]:
-    return [
-        ToolDefinition(
-            name=name,
-            description=description,
-            input_schema={"type": "object", "properties": props, "required": required, "additionalProperties": False},
-            annotations=annotations,
-            source=source,
-            timeout_seconds=3600 if name == "gateway.plan_run" else None,
-        )
-        for name, (description, props, required, annotations) in DEFINITIONS.items()
-    ]
+    return table_definitions(DEFINITIONS, source, {"gateway.plan_run": 3600})
 
 
 class PlannerTools:

@@ -47,6 +47,25 @@ class ToolDefinition(BaseModel):
         )
 
 
+ToolTable = dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]]
+"""The gateway's own tools, compactly: name -> (description, properties, required, annotations)."""
+
+
+def table_definitions(table: ToolTable, source: str, timeouts: dict[str, float] | None = None) -> list[ToolDefinition]:
+    """ToolDefinitions for a table of the gateway's own tools (closed object schemas)."""
+    return [
+        ToolDefinition(
+            name=name,
+            description=description,
+            input_schema={"type": "object", "properties": props, "required": required, "additionalProperties": False},
+            annotations=annotations,
+            source=source,
+            timeout_seconds=(timeouts or {}).get(name),
+        )
+        for name, (description, props, required, annotations) in table.items()
+    ]
+
+
 class ToolResult(BaseModel):
     """What a source returns: MCP content blocks (wire form) and structured content."""
 

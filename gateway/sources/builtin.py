@@ -17,7 +17,7 @@ from gateway.approvals.requests import ApprovalStatus
 from gateway.planner import PLAN_TOOLS
 from gateway.planner.tools import PlannerTools
 from gateway.planner.tools import definitions as planner_definitions
-from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult
+from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, ToolTable, table_definitions
 
 if TYPE_CHECKING:
     from gateway.gateway import Gateway
@@ -26,7 +26,7 @@ POLICY_CHECK = "gateway.policy_check"
 _ID = {"type": "string", "minLength": 1}
 _SAFE = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
 _DECIDE = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": False}
-APPROVAL_TOOLS: dict[str, tuple[str, dict[str, Any], list[str], dict[str, Any]]] = {
+APPROVAL_TOOLS: ToolTable = {
     "gateway.approval_status": (
         "The status of one of your approval requests.",
         {"approval_id": _ID},
@@ -109,23 +109,7 @@ class BuiltinSource:
         )
 
         self._definitions = (
-            [self._definition]
-            + [
-                ToolDefinition(
-                    name=name,
-                    description=description,
-                    input_schema={
-                        "type": "object",
-                        "properties": properties,
-                        "required": required,
-                        "additionalProperties": False,
-                    },
-                    annotations=annotations,
-                    source=self.name,
-                )
-                for name, (description, properties, required, annotations) in APPROVAL_TOOLS.items()
-            ]
-            + planner_definitions(self.name)
+            [self._definition] + table_definitions(APPROVAL_TOOLS, self.name) + planner_definitions(self.name)
         )
         self._planner = PlannerTools(gateway)
 
