@@ -147,6 +147,7 @@ async def test_kind_guards_on_arguments(tmp_path: Path) -> None:
         {"tools": "lab.read_file", "kinds": {"path": "path"}, "root": "files", "arguments": {"paths": "block"}},
         {"tools": "lab.fetch", "kinds": {"url": "url"}, "arguments": {"urls": "block"}},
         {"tools": "lab.grep", "kinds": {"pattern": "command"}, "arguments": {"commands": "block"}},
+        {"tools": "lab.echo", "arguments": {"urls": "block"}},  # no url-kind argument: prose is not checked
     ]
     async with await start(tmp_path, rules) as gateway:
         ok = await gateway.call_tool(who(), "lab.read_file", {"path": "sub/../a.txt"})
@@ -159,6 +160,8 @@ async def test_kind_guards_on_arguments(tmp_path: Path) -> None:
         injected = await gateway.call_tool(who(), "lab.grep", {"pattern": "--exec=sh"})
         assert injected.code is OutcomeCode.GUARDRAIL_BLOCKED
         assert (await gateway.call_tool(who(), "lab.grep", {"pattern": "invoice"})).code is OutcomeCode.OK
+        prose = await gateway.call_tool(who(), "lab.echo", {"text": "the admin page is http://localhost:8080/admin"})
+        assert prose.code is OutcomeCode.OK
 
 
 async def test_a_schema_keyword_marks_the_kind(tmp_path: Path) -> None:
