@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -10,6 +10,7 @@ from mcp.server import NotificationOptions
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.gateway import Gateway
 from gateway.http_auth import BearerVerifier
@@ -44,7 +45,33 @@ def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:
             yield
 
     app.router.lifespan_context = lifespan
+    app.add_middleware(AuditMissingCredentials, record=gateway.record_auth_failure)
     return app
+
+
+class AuditMissingCredentials:
+    """Record requests refused for having no credentials at all.
+
+    The SDK's authentication middleware answers them 401 before any verifier runs, so without
+    this they would leave no trace; refused credentials are recorded by `BearerVerifier`.
+    """
+
+    def __init__(self, app: ASGIApp, record: Callable[[str, str], None]) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"authorization" for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)
+            return
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                peer = (scope.get("client") or ("unknown",))[0]
+                self.record("none", f"no credentials ({scope.get('method')} {scope.get('path')} from {peer})")
+            await send(message)
+
+        await self.app(scope, receive, watch)
 
 
 async def serve_http(gateway: Gateway, host: str, port: int) -> None:

@@ -121,12 +121,17 @@ def test_hs256_tokens_and_api_keys_work_side_by_side(hs_config: Path, serve_http
     assert status(url, forged) == 401
     assert status(url, "demo-alice") != 401
     assert status(url, "not-a-key") == 401
+    assert httpx.post(url, json={}, timeout=5).status_code == 401  # no credentials at all
     time.sleep(0.5)  # the failure is recorded off the request's path
     db = sqlite3.connect(hs_config.parent / "audit" / "audit.db")
     rows = db.execute("SELECT body FROM audit_log WHERE event = 'auth.failed'").fetchall()
     db.close()
     failures = [json.loads(body) for (body,) in rows]
-    assert {(f["auth"], f["outcome"]) for f in failures} >= {("jwt", "unauthenticated"), ("api_key", "unauthenticated")}
+    assert {(f["auth"], f["outcome"]) for f in failures} >= {
+        ("jwt", "unauthenticated"),
+        ("api_key", "unauthenticated"),
+        ("none", "unauthenticated"),
+    }
     assert all(forged not in body and "not-a-key" not in body for (body,) in rows)
 
 
