@@ -22,6 +22,16 @@ class Authorization:
     def __init__(self, policy: PolicyEngine, catalog: Catalog) -> None:
         self._policy = policy
         self._catalog = catalog
+        # Conditions see the arguments the tool will get: schema defaults fill what the caller left out
+        # (else `args.x == ...` on an omitted optional argument could not be evaluated and would deny).
+        self._defaults = {
+            d.name: {
+                name: prop["default"]
+                for name, prop in (d.input_schema.get("properties") or {}).items()
+                if isinstance(prop, dict) and "default" in prop
+            }
+            for d in catalog.definitions()
+        }
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
         subject = call.caller.subject or ""
@@ -35,8 +45,12 @@ class Authorization:
             # Not even conditionally callable: the tool does not exist for this caller.
             denied = PolicyDecision(decision=Decision.DENY, roles=call.roles)
             return Stop(call.evolve(decision=denied), unknown_tool(call.tool_name, self.name))
+        arguments = call.arguments
+        defaults = self._defaults.get(call.tool_name)
+        if defaults and isinstance(arguments, dict):
+            arguments = {**defaults, **arguments}
         context = {
-            "args": call.arguments,
+            "args": arguments,
             "subject": {"id": subject, "tenant": call.caller.tenant, "roles": list(call.roles)},
         }
         decision = self._policy.decide(subject, call.tool_name, "call", context, granted)

@@ -30,7 +30,6 @@ def plan(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:
 def step(step_id: str, tool: str, **fields: Any) -> dict[str, Any]:
     arguments = fields.pop("arguments", {})
     if tool == "act":
-        # the policy's condition reads args.value: a missing value fails it closed (deny), so always send one
         arguments = {"value": "small", **arguments}
     return {"id": step_id, "tool": f"plab.{tool}", "arguments": arguments, **fields}
 
@@ -237,3 +236,11 @@ async def test_plan_status_is_for_the_owner_and_auditors(gateway: Gateway) -> No
     ).code is OutcomeCode.TOOL_FAILED
     audited = await gateway.call_tool(who("dave"), "gateway.plan_status", {"run_id": run_id})
     assert audited.code is OutcomeCode.UNKNOWN_TOOL  # dave has no plan tools in the demo; he reads from the CLI
+
+
+async def test_policy_conditions_see_schema_defaults_for_omitted_arguments(gateway: Gateway) -> None:
+    """`when args.value == "big"` on a call that omits `value` (default "") neither needs approval nor denies."""
+    outcome = await gateway.call_tool(who(), "plab.act", {"label": "no value given"})
+    assert outcome.code is OutcomeCode.OK, outcome.message
+    held = await gateway.call_tool(who(), "plab.act", {"label": "x", "value": "big"})
+    assert held.code is OutcomeCode.APPROVAL_REQUIRED
