@@ -8,14 +8,18 @@ approval binds exactly this plan: a changed step changes the digest and needs a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.outcomes import Decision, Outcome, OutcomeCode
 from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 from gateway.planner import PLAN_TOOLS, Previewer, validate
+from gateway.sources.base import ToolDefinition
 
 PLAN_RUN = "gateway.plan_run"
+Visible = Callable[[CallContext, str], ToolDefinition | None]
+"""The caller's view of a tool a step names (None: not theirs, or a planner tool)."""
 COVERS = "approval_covers"
 
 
@@ -23,7 +27,7 @@ class PlanReview:
     name: ClassVar[str] = "plan_review"
     executes: ClassVar[bool] = False
 
-    def __init__(self, previewer: Previewer, visible: object) -> None:
+    def __init__(self, previewer: Previewer, visible: Visible) -> None:
         self._previewer = previewer
         self._visible = visible
 
@@ -34,7 +38,7 @@ class PlanReview:
         if COVERS in arguments and call.approved is None:
             message = f"{COVERS} is set by the gateway when it asks for the plan's approval, never by a caller"
             return Stop(call, Outcome.refuse(OutcomeCode.INVALID_ARGUMENTS, message, stage=self.name))
-        plan, problems = validate(arguments.get("plan"), lambda tool: self._visible(call, tool))  # type: ignore[operator]
+        plan, problems = validate(arguments.get("plan"), lambda tool: self._visible(call, tool))
         if plan is None:
             errors = [p.model_dump() for p in problems]
             message = "the plan is not valid: " + "; ".join(f"{p.path}: {p.message}" for p in problems[:10])

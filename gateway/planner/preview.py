@@ -8,6 +8,7 @@ skip them, and a step whose policy condition reads one is "decided at run time".
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -162,8 +163,6 @@ class Previewer:
         """Whether a rule that could apply to this call has a condition reading a deferred argument."""
         policy = self._snapshot.policy
         holders = {caller.subject or "", *policy.roles_for(caller.subject or "", caller.granted_roles)}
-        from fnmatch import fnmatchcase
-
         for rule in policy.rules:
             if rule.subject not in holders or rule.action != "call" or not fnmatchcase(step.tool, rule.tool):
                 continue

@@ -43,16 +43,22 @@ async def test_a_client_that_gives_up_cancels_the_upstream_call(connect_proxy: C
     assert not after.is_error
 
 
-@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
-async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
-    mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
-) -> None:
+def pinned_toy_deployment(tmp_path: Path) -> Path:
+    """A deployment proxying the toy upstream, its tools pinned (so a change quarantines them)."""
     config = make_deployment(
         tmp_path / "deployment",
         extra_policy="p, role:support, toy.*, call, allow\n",
         changes={"upstreams": [toy_upstream()]},
     )
     assert portcullis("tools", "pin", "--config", str(config)).returncode == 0
+    return config
+
+
+@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
+    mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
+) -> None:
+    config = pinned_toy_deployment(tmp_path)
     changed = anyio.Event()
 
     async def on_message(message: Any) -> None:
@@ -78,12 +84,7 @@ async def test_2026_clients_hear_of_a_quarantine_on_their_subscription(
     mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
 ) -> None:
     """2026-07-28 has no server notifications outside requests: clients listen with subscriptions/listen."""
-    config = make_deployment(
-        tmp_path / "deployment",
-        extra_policy="p, role:support, toy.*, call, allow\n",
-        changes={"upstreams": [toy_upstream()]},
-    )
-    assert portcullis("tools", "pin", "--config", str(config)).returncode == 0
+    config = pinned_toy_deployment(tmp_path)
     async with connector(config, mode, serve_http)("alice") as client:
         before = {tool.name for tool in (await client.list_tools()).tools}
         async with client.listen(tools_list_changed=True) as subscription:

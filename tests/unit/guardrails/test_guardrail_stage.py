@@ -258,7 +258,7 @@ async def test_rate_limits_answer_rate_limited_with_retry_after(tmp_path: Path) 
         limited = await gateway.call_tool(who(), "lab.echo", {"text": "x"})
         assert limited.code is OutcomeCode.RATE_LIMITED
         assert 0 < limited.data["retry_after"] <= 30
-        # another subject has its own bucket; a dry run spends nothing
+        # another subject has its own bucket
         assert (await gateway.call_tool(who("carol"), "lab.echo", {"text": "x"})).code is OutcomeCode.OK
         assert records(gateway)[-2]["outcome"] == "rate_limited"
 

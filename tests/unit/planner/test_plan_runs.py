@@ -206,7 +206,6 @@ async def test_one_approval_covers_the_plan_and_a_changed_plan_needs_a_new_one(g
 async def test_a_step_whose_resolved_arguments_need_another_approval_pauses_the_plan(
     gateway: Gateway, tmp_path: Path
 ) -> None:
-    (tmp_path / "d" / "value.txt").write_text("big")
     document = plan(
         step("look", "lookup", arguments={"name": "big"}),
         step("act", "act", arguments={"label": "x", "value": {"$ref": "look.result.matches[0].tags[9]"}}),
