@@ -5,6 +5,9 @@ short at its end: the shorter chain is still a valid chain. A checkpoint is the
 head (sequence number and hash) signed by the gateway's key and written both to
 the log and to a separate file; `audit verify` then knows how far the log went
 and that nobody rewrote it since, and rejects a checkpoint whose signature fails.
+The log's own checkpoint records catch a chain edited and re-hashed after them; the
+external copy also catches a rewrite that re-hashed everything and dropped those
+records, which is why verify insists that the two agree and that the copy exists.
 """
 
 from __future__ import annotations
@@ -116,6 +119,67 @@ def verify_checkpoints(
         if heads.get(entry.seq) != entry.hash:
             return entry.seq, f"record {entry.seq} differs from its signed checkpoint"
     return None
+
+
+def verify_logged(
+    heads: dict[int, str], logged: list[tuple[int, Checkpoint | str]], public: Ed25519PublicKey
+) -> tuple[int, str] | None:
+    """The first problem in the log's own `audit.checkpoint` records, or None.
+
+    Each must carry a checkpoint signed by the configured key over a head that is still the
+    chain's at that sequence number: a chain edited and re-hashed after a checkpoint no
+    longer matches it, and one re-signed with another key fails the signature.
+    """
+    holds = 0
+    for record_seq, entry in logged:
+        if isinstance(entry, str):
+            return record_seq, f"checkpoint record {record_seq} does not carry a checkpoint: {entry}"
+        if not valid(entry, public):
+            return record_seq, (
+                f"checkpoint record {record_seq} has a bad signature: forged, or signed with a key other than"
+                " the configured public key"
+            )
+        if entry.seq >= record_seq:
+            return record_seq, f"checkpoint record {record_seq} signs record {entry.seq}, which came after it"
+        if heads.get(entry.seq) != entry.hash:
+            return entry.seq, (
+                f"record {entry.seq} differs from the head signed in checkpoint record {record_seq}: the log was"
+                f" rewritten after record {holds} (the last signed head that still holds) and re-hashed"
+            )
+        holds = max(holds, entry.seq)
+    return None
+
+
+def _keys(checkpoints: list[Checkpoint]) -> set[tuple[int, str, str, str]]:
+    return {(c.seq, c.hash, c.ts, c.signature) for c in checkpoints}
+
+
+def missing_from_log(logged: list[Checkpoint], copy: list[Checkpoint], file: Path) -> tuple[int, str] | None:
+    """A checkpoint the external copy holds and the log lacks (the log was rewritten or replaced), or None.
+
+    Read the copy before the log: the gateway appends to the log first, so a live log holds
+    everything a copy read earlier holds.
+    """
+    heads_in_log = {c.seq: c.hash for c in logged}
+    extra = sorted(_keys(copy) - _keys(logged))
+    if not extra:
+        return None
+    seq, digest = extra[0][:2]
+    if heads_in_log.get(seq, digest) != digest:
+        return seq, f"the log and {file} sign different heads for record {seq}"
+    return seq, f"{file} holds a checkpoint of record {seq} that the log lacks: the log was rewritten or replaced"
+
+
+def missing_from_copy(logged: list[Checkpoint], copy: list[Checkpoint], file: Path) -> tuple[int, str] | None:
+    """A checkpoint the log holds and the external copy lacks, or None (read the copy after the log)."""
+    extra = sorted(_keys(logged) - _keys(copy))
+    if not extra:
+        return None
+    seq = extra[0][0]
+    return seq, (
+        f"the log holds a checkpoint of record {seq} that {file} lacks: the copy was edited or replaced,"
+        " or the gateway stopped between writing the two (then append the log's checkpoint to the copy)"
+    )
 
 
 async def write_checkpoint(store: Any, key: Ed25519PrivateKey, file: Path) -> Checkpoint | None:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit.records import AuditRecord, chain_hash
+from gateway.audit.salt import Salt, default_salt_file, resolve_salt
 from gateway.audit.schema import APPROVAL_COLUMNS, GENESIS_HASH, SCHEMA
 from gateway.outcomes import AuditWriteError
 
@@ -129,17 +129,26 @@ def refresh_statistics(connection: sqlite3.Connection, growth: float = 1.25) -> 
 class AuditStore:
     """Appends records to the chained log; `append` returns the record's sequence number once durable."""
 
-    def __init__(self, path: Path, write_timeout_seconds: float = 5.0) -> None:
+    def __init__(self, path: Path, write_timeout_seconds: float = 5.0, salt_file: Path | None = None) -> None:
         self.path = path
         self.write_timeout_seconds = write_timeout_seconds
         """How long a commit waits for another writer (the CLI) before the calls it carries are refused."""
+        self.salt_file = salt_file or default_salt_file(path)
+        """Where the salt is kept (outside the database) when `audit.salt` is not configured."""
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.salt = ""
 
     def open(self, configured_salt: str | None = None) -> None:
+        """Open the database, settle the salt (see audit/salt.py) and start the writer thread."""
         connection = open_database(self.path)
-        self.salt = configured_salt or _stored_salt(connection)
+        try:
+            salt = resolve_salt(connection, configured_salt, self.salt_file)
+            _note_salt(connection, salt)
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            connection.close()
+            raise AuditWriteError(f"cannot settle the audit salt ({self.salt_file}): {exc}") from exc
+        self.salt = salt.value
         self._thread = threading.Thread(
             target=self._run, args=(connection,), name="portcullis-audit-writer", daemon=True
         )
@@ -224,23 +233,7 @@ class AuditStore:
                 digest = chain_hash(head[1], body)
                 connection.execute("SAVEPOINT job")
                 try:
-                    connection.execute(
-                        "INSERT INTO audit_log (seq, ts, event, call_id, subject, tool, decision, outcome,"
-                        " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            seq,
-                            job.record.ts,
-                            job.record.event,
-                            job.record.call_id,
-                            job.record.subject,
-                            job.record.tool,
-                            job.record.decision,
-                            job.record.outcome,
-                            body,
-                            head[1],
-                            digest,
-                        ),
-                    )
+                    _insert(connection, seq, job.record, body, head[1], digest)
                     for statement in job.statements:
                         cursor = connection.execute(statement.sql, statement.params)
                         if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
@@ -280,10 +273,47 @@ def _error(exc: BaseException) -> BaseException:
     return exc if isinstance(exc, StaleState) else AuditWriteError(f"audit write failed: {exc}")
 
 
-def _stored_salt(connection: sqlite3.Connection) -> str:
-    row = connection.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
-    if row:
-        return str(row[0])
-    salt = secrets.token_hex(16)
-    connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('salt', ?)", (salt,))
-    return str(connection.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0])
+_INDEXED = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")
+"""The record's fields that are also columns of `audit_log` (verify checks they match the body)."""
+
+
+def _insert(connection: sqlite3.Connection, seq: int, record: AuditRecord, body: str, prev: str, digest: str) -> None:
+    connection.execute(
+        "INSERT INTO audit_log (seq, ts, event, call_id, subject, tool, decision, outcome,"
+        " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, *(getattr(record, column) for column in _INDEXED), body, prev, digest),
+    )
+
+
+def _note_salt(connection: sqlite3.Connection, salt: Salt) -> None:
+    """Remember which salt hashes the log (by fingerprint); record `audit.salt_rotated` when it changed.
+
+    Hashes written before that record and after it do not compare: an auditor sees where.
+    """
+
+    def noted() -> str | None:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'salt_id'").fetchone()
+        return str(row[0]) if row else None
+
+    if noted() == salt.id:  # the common case takes no write lock
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        previous = noted()
+        if previous != salt.id:
+            connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('salt_id', ?)", (salt.id,))
+            head = chain_head(connection)
+            if previous is not None and head[0] > 0:
+                record = AuditRecord(
+                    event="audit.salt_rotated",
+                    outcome="ok",
+                    message="hashed argument values before this record do not compare with those after it",
+                    detail={"previous_salt_id": previous, "salt_id": salt.id, "source": salt.source},
+                )
+                body = record.body(head[0] + 1)
+                _insert(connection, head[0] + 1, record, body, head[1], chain_hash(head[1], body))
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise

@@ -131,32 +131,63 @@ def render(records: list[dict[str, Any]], output: str) -> None:
 
 @audit.command()
 @config_option
+@click.option(
+    "--checkpoints",
+    "checkpoint_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The external copy of the checkpoints to compare with (default: audit.checkpoint_file).",
+)
+@click.option(
+    "--allow-missing-checkpoints",
+    is_flag=True,
+    help="Warn, instead of failing, when the external checkpoint copy is missing.",
+)
 @json_option
-def verify(config_path: Path, as_json: bool) -> None:
+def verify(config_path: Path, checkpoint_file: Path | None, allow_missing_checkpoints: bool, as_json: bool) -> None:
     """Check the hash chain and the signed checkpoints; exit 1 and name the first bad record if broken.
 
-    Finds an edited, deleted, inserted or moved record, a log cut short at its end
-    (against the last checkpoint), and a checkpoint with a bad signature.
+    Finds an edited, deleted, inserted or moved record, a log cut short at its end, a
+    checkpoint (in the log or in the external copy) whose signature fails against the
+    configured public key or whose signed head no longer matches the chain (a log rewritten
+    and re-hashed), and a log and external copy that disagree. A missing external copy
+    fails too (it is what shows a whole-log rewrite) unless --allow-missing-checkpoints.
 
-    Example: portcullis audit verify
+    Example: portcullis audit verify --checkpoints /mnt/offsite/checkpoints.jsonl
     """
     config = load(config_path)
     audit_config = config.audit
     public = audit_config.checkpoint_public_key or public_key_path(audit_config.checkpoint_key)
+    external = checkpoint_file.resolve() if checkpoint_file else config.resolve(audit_config.checkpoint_file)
     database = _database(config_path)
     try:
         with progress_bar("verifying", _record_count(database)) as advance:
             report = verify_file(
-                database, config.resolve(audit_config.checkpoint_file), config.resolve(public), advance
+                database,
+                external,
+                config.resolve(public),
+                advance,
+                require_checkpoint_file=not allow_missing_checkpoints,
             )
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read the audit log: {exc}") from exc
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot verify the audit log: {exc}") from exc
+    for warning in report.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
     if as_json:
         echo_json(report.model_dump(mode="json"))
     elif report.ok:
-        click.echo(f"ok: {report.records} records, chain intact, {report.checkpoints} signed checkpoint(s) hold")
-    else:
+        copy = (
+            "no external copy"
+            if report.external_checkpoints is None
+            else f"{report.external_checkpoints} in {report.checkpoint_file}"
+        )
+        click.echo(
+            f"ok: {report.records} records, chain intact, {report.checkpoints} signed checkpoint(s) hold ({copy})"
+        )
+    elif report.first_bad_seq is not None:
         click.echo(f"BROKEN at record {report.first_bad_seq}: {report.problem}", err=True)
+    else:
+        click.echo(f"NOT VERIFIED: {report.problem}", err=True)
     if not report.ok:
         raise SystemExit(1)
 

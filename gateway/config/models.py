@@ -225,7 +225,9 @@ _DEFAULT_SECRET_KEYS = (
 class AuditConfig(_Model):
     path: Path = Path("audit/audit.db")
     salt: str | None = None
-    """Salt for hashing secret argument values; generated and kept in the database if unset."""
+    """Salt for hashing secret and personal argument values (use `${ENV}`); if unset, read from `salt_file`."""
+    salt_file: Path = Path("audit/audit.salt")
+    """The salt when `salt` is unset: created (mode 0600) on first start, never kept in the database."""
     secret_keys: tuple[str, ...] = _DEFAULT_SECRET_KEYS
     """Argument keys whose values are replaced by a salted hash (substring, case-insensitive)."""
     personal_keys: tuple[str, ...] = ()
