@@ -13,9 +13,17 @@ import click
 from gateway.approvals import ApprovalRequest, ApprovalStatus, decisions, list_requests
 from gateway.approvals.service import ApprovalError
 from gateway.audit import open_readonly
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.cli.options import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    load,
+    load_gateway,
+    resolve_subject,
+    subject_option,
+)
 from gateway.gateway import Gateway
-from gateway.pipeline import Caller
 
 T = TypeVar("T")
 
@@ -55,9 +63,8 @@ def list_approvals(config_path: Path, status: str, as_json: bool) -> None:
     echo_table(rows, ["id", "created_at", "status", "subject", "tool", "approver_role", "arguments"])
 
 
-def _service_call(config_path: Path, work: Callable[[Gateway], Awaitable[T]]) -> T:
+def _service_call(gateway: Gateway, work: Callable[[Gateway], Awaitable[T]]) -> T:
     """Run `work` with the gateway's audit store open (the CLI writes through the same chained log)."""
-    gateway = load_gateway(config_path)
 
     async def run() -> T:
         gateway.audit.open(gateway.config.audit.salt)
@@ -67,10 +74,6 @@ def _service_call(config_path: Path, work: Callable[[Gateway], Awaitable[T]]) ->
             await gateway.audit.close()
 
     return anyio.run(run)
-
-
-def _approver(gateway: Gateway, subject: str) -> Caller:
-    return Caller(subject=subject, tenant=gateway.config.identity.default_tenant, auth="cli", transport="cli")
 
 
 @approvals.command()
@@ -120,12 +123,12 @@ def show(config_path: Path, request_id: str, as_json: bool) -> None:
 @approvals.command()
 @config_option
 @click.argument("request_id")
-@click.option("--as", "subject", required=True, help="The approver (never the requester).")
+@subject_option("The approver (never the requester).")
 @click.option("--comment", default=None)
 @click.option("--edit-args", "edited", default=None, help="Approve these arguments (JSON) instead: a new revision.")
 @json_option
 def approve(
-    config_path: Path, request_id: str, subject: str, comment: str | None, edited: str | None, as_json: bool
+    config_path: Path, request_id: str, chosen: str | None, comment: str | None, edited: str | None, as_json: bool
 ) -> None:
     """Approve a pending request; a running gateway executes it (exactly once) when the quorum is reached.
 
@@ -133,7 +136,10 @@ def approve(
     guardrails for the requester, replace the old ones (kept as a revision), and earlier approvals
     no longer count.
 
-    Example: portcullis approvals approve 01M8GKKWXT8R97FVP88ET8QEEA --as carol --comment "checked the invoice"
+    You approve as the subject your OS user maps to (identity.os_users); --as names another only
+    where identity.allow_choosing_subject is true. The audit record names your OS user.
+
+    Example: portcullis approvals approve 01M8GKKWXT8R97FVP88ET8QEEA --comment "checked the invoice"
     """
     arguments = None
     if edited is not None:
@@ -143,40 +149,42 @@ def approve(
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--edit-args") from exc
         if not isinstance(arguments, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--edit-args")
-    _decide(config_path, request_id, subject, "approve", comment, as_json, arguments)
+    _decide(config_path, request_id, chosen, "approve", comment, as_json, arguments)
 
 
 @approvals.command()
 @config_option
 @click.argument("request_id")
-@click.option("--as", "subject", required=True, help="The approver (never the requester).")
+@subject_option("The approver (never the requester).")
 @click.option("--reason", required=True)
 @json_option
-def deny(config_path: Path, request_id: str, subject: str, reason: str, as_json: bool) -> None:
-    """Deny a pending request, with a reason the requester will see.
+def deny(config_path: Path, request_id: str, chosen: str | None, reason: str, as_json: bool) -> None:
+    """Deny a pending request, with a reason the requester will see (as your OS user's subject, like approve).
 
-    Example: portcullis approvals deny 01M8GKKWXT8R97FVP88ET8QEEA --as carol --reason "duplicate"
+    Example: portcullis approvals deny 01M8GKKWXT8R97FVP88ET8QEEA --reason "duplicate"
     """
-    _decide(config_path, request_id, subject, "deny", reason, as_json)
+    _decide(config_path, request_id, chosen, "deny", reason, as_json)
 
 
 def _decide(
     config_path: Path,
     request_id: str,
-    subject: str,
+    chosen: str | None,
     decision: str,
     text: str | None,
     as_json: bool,
     edited: dict[str, object] | None = None,
 ) -> None:
+    gateway = load_gateway(config_path)
+    approver = resolve_subject(gateway.config, chosen).caller(gateway.config)
+
     async def work(gateway: Gateway) -> ApprovalRequest:
-        approver = _approver(gateway, subject)
         if decision == "approve":
             return await gateway.approvals.approve(request_id, approver, text, edited)
         return await gateway.approvals.deny(request_id, approver, text or "")
 
     try:
-        request = _service_call(config_path, work)
+        request = _service_call(gateway, work)
     except ApprovalError as exc:
         raise click.ClickException(f"{exc.reason}: {exc}") from exc
     if as_json:

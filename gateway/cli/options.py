@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -16,6 +18,7 @@ from gateway.audit import parse_since
 from gateway.config import GatewayConfig, load_config
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
+from gateway.pipeline import Caller
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +32,80 @@ def config_option(function: F) -> F:
         show_default="portcullis.yaml, or $PORTCULLIS_CONFIG",
         help="The deployment's config file.",
     )(function)
+
+
+def subject_option(help_text: str) -> Callable[[F], F]:
+    """`--as SUBJECT`: a request to act as SUBJECT, honoured only as `resolve_subject` allows."""
+
+    def decorate(function: F) -> F:
+        return click.option(
+            "--as",
+            "chosen",
+            default=None,
+            metavar="SUBJECT",
+            help=help_text + " Default: the subject identity.os_users maps your OS user to; another subject"
+            " only where identity.allow_choosing_subject is true.",
+        )(function)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class CliIdentity:
+    """Who a command acts as, how that was decided, and which operating-system account ran it."""
+
+    subject: str
+    how: Literal["os_user", "--as", "env"]
+    os_user: str
+
+    def auth(self, channel: str) -> str:
+        """The audit log's `auth`: `cli:os_user:root`, `cli:--as:root` (the OS user is named, whatever the subject)."""
+        return f"{channel}:{self.how}:{self.os_user}"
+
+    def caller(self, config: GatewayConfig) -> Caller:
+        return Caller(
+            subject=self.subject, tenant=config.identity.default_tenant, auth=self.auth("cli"), transport="cli"
+        )
+
+
+def os_user() -> str:
+    """The account this process runs as: the effective uid's name, not $USER or $LOGNAME, which anyone can set."""
+    try:
+        import pwd
+    except ImportError:  # Windows: no uid database; the login name is the best there is.
+        return getpass.getuser()
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError as exc:
+        raise click.ClickException(f"the OS user (uid {os.geteuid()}) has no name to map in identity.os_users") from exc
+
+
+def resolve_subject(config: GatewayConfig, chosen: str | None, how: Literal["--as", "env"] = "--as") -> CliIdentity:
+    """The subject a CLI command or a stdio server acts as: the OS user's, through `identity.os_users`.
+
+    A chosen subject (`--as`, $PORTCULLIS_SUBJECT) is honoured only where `identity.allow_choosing_subject`
+    is true, or when it names the very subject the OS user maps to. Anything else is refused: a shell
+    account must not let a requester approve their own request under another name.
+    """
+    identity = config.identity
+    user = os_user()
+    mapped = identity.os_users.get(user)
+    if chosen:
+        if identity.allow_choosing_subject:
+            return CliIdentity(chosen, how, user)
+        if chosen != mapped:
+            acts_as = f"acts as {mapped!r}" if mapped else "is not mapped in identity.os_users"
+            raise click.ClickException(
+                f"this deployment does not let the caller choose its subject"
+                f" ({'--as ' if how == '--as' else '$PORTCULLIS_SUBJECT='}{chosen}):"
+                f" identity.allow_choosing_subject is false, and OS user {user!r} {acts_as}"
+            )
+    if mapped:
+        return CliIdentity(mapped, "os_user", user)
+    raise click.ClickException(
+        f"no subject for OS user {user!r}: it is not mapped in identity.os_users"
+        + (" (or pass --as SUBJECT)" if identity.allow_choosing_subject else "")
+    )
 
 
 def moment(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:

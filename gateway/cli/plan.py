@@ -10,7 +10,16 @@ import anyio
 import click
 
 from gateway.audit import open_readonly
-from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
+from gateway.cli.options import (
+    config_option,
+    echo_json,
+    echo_table,
+    json_option,
+    load,
+    load_gateway,
+    resolve_subject,
+    subject_option,
+)
 from gateway.gateway import Gateway
 from gateway.pipeline import Caller
 from gateway.planner import Plan, validate
@@ -36,12 +45,12 @@ def _read(file: Path) -> Any:
         raise click.ClickException(f"{file}: cannot read the plan: {exc}") from exc
 
 
-def _caller(gateway: Gateway, subject: str) -> Caller:
-    return Caller(subject=subject, tenant=gateway.config.identity.default_tenant, auth="cli", transport="cli")
+def _caller(gateway: Gateway, chosen: str | None) -> Caller:
+    """The caller every plan command acts as: the OS user's subject (--as only where the deployment allows)."""
+    return resolve_subject(gateway.config, chosen).caller(gateway.config)
 
 
-def _checked(gateway: Gateway, data: Any, subject: str) -> Plan:
-    caller = _caller(gateway, subject)
+def _checked(gateway: Gateway, data: Any, caller: Caller) -> Plan:
     checked, problems = validate(data, lambda tool: gateway.plan_tool(caller, tool))
     if checked is None:
         lines = "\n  ".join(f"{p.path}: {p.message}" for p in problems)
@@ -52,19 +61,23 @@ def _checked(gateway: Gateway, data: Any, subject: str) -> Plan:
 @plan.command("validate")
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "subject", required=True, help="Check the tools as this subject sees them.")
-def validate_command(config_path: Path, file: Path, subject: str) -> None:
-    """Check a plan's shape, references, graph and tools (exit 1 with every problem)."""
-    checked = _checked(load_gateway(config_path), _read(file), subject)
+@subject_option("Check the tools as this subject sees them.")
+def validate_command(config_path: Path, file: Path, chosen: str | None) -> None:
+    """Check a plan's shape, references, graph and tools (exit 1 with every problem).
+
+    Example: portcullis plan validate examples/plans/refund-and-notify.json
+    """
+    gateway = load_gateway(config_path)
+    checked = _checked(gateway, _read(file), _caller(gateway, chosen))
     click.echo(f"valid: {len(checked.steps)} steps, plan hash {checked.hash}")
 
 
 @plan.command()
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "subject", required=True, help="Preview as this subject.")
+@subject_option("Preview as this subject.")
 @json_option
-def preview(config_path: Path, file: Path, subject: str, as_json: bool) -> None:
+def preview(config_path: Path, file: Path, chosen: str | None, as_json: bool) -> None:
     """What a plan would do as SUBJECT, before anything runs: decisions, findings, flows, batches.
 
     Exit status 1 when a step is denied (the plan would be refused).
@@ -72,8 +85,9 @@ def preview(config_path: Path, file: Path, subject: str, as_json: bool) -> None:
     Example: portcullis plan preview examples/plans/refund-and-notify.json --as alice
     """
     gateway = load_gateway(config_path)
-    checked = _checked(gateway, _read(file), subject)
-    shown = anyio.run(gateway.preview_plan, checked, _caller(gateway, subject))
+    caller = _caller(gateway, chosen)
+    checked = _checked(gateway, _read(file), caller)
+    shown = anyio.run(gateway.preview_plan, checked, caller)
     if as_json:
         echo_json(shown.model_dump(mode="json"))
     else:
@@ -85,18 +99,21 @@ def preview(config_path: Path, file: Path, subject: str, as_json: bool) -> None:
 @plan.command()
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "subject", required=True, help="Run as this subject (every step is decided as them).")
+@subject_option("Run as this subject (every step is decided as them).")
 @click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait for a needed approval.")
 @json_option
-def run(config_path: Path, file: Path, subject: str, wait: float, as_json: bool) -> None:
+def run(config_path: Path, file: Path, chosen: str | None, wait: float, as_json: bool) -> None:
     """Run a plan through the gateway as SUBJECT (the same pipeline, approval queue and audit as MCP).
 
     When steps need approval, one request covers the plan: this prints its id (exit 2), or with
-    --wait waits for the decision and the run.
+    --wait waits for the decision and the run. SUBJECT is the one your OS user maps to
+    (identity.os_users); --as names another only where identity.allow_choosing_subject is true.
+
+    Example: portcullis plan run examples/plans/refund-and-notify.json --wait 60
     """
     gateway = load_gateway(config_path)
+    caller = _caller(gateway, chosen)
     data = _read(file)
-    caller = _caller(gateway, subject)
 
     async def work() -> dict[str, Any]:
         async with gateway:

@@ -33,7 +33,8 @@ def check(config_path: Path, subject: str, tool: str, arguments: str, as_json: b
     """Show the decision for SUBJECT calling TOOL, the rule behind it and any findings.
 
     Runs the pipeline up to (not including) execution: nothing is called,
-    queued or recorded.
+    queued or recorded. SUBJECT is what the question is about, not who asks: any subject may be named,
+    whatever identity.allow_choosing_subject says (the answer is in the policy files the CLI reads anyway).
 
     Example: portcullis policy check bob payments.refund --args '{"customer_id": "C001", "amount": 20, "reason": "x"}'
     """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.cli.options import config_option, load_gateway
+from gateway.cli.options import config_option, load_gateway, resolve_subject
 from gateway.serving import serve_http, serve_stdio
 
 
@@ -30,13 +29,14 @@ from gateway.serving import serve_http, serve_stdio
     "--as",
     "subject",
     default=None,
-    help="The caller on stdio (only if identity.allow_choosing_subject). Default: $PORTCULLIS_SUBJECT,"
-    " then the OS user mapped by identity.os_users.",
+    help="The caller on stdio (only if identity.allow_choosing_subject, or the OS user's own subject)."
+    " Default: $PORTCULLIS_SUBJECT, then the OS user mapped by identity.os_users.",
 )
 def serve(config_path: Path, transport: str, host: str | None, port: int | None, subject: str | None) -> None:
     """Serve the gateway over MCP (Streamable HTTP or stdio).
 
-    Over HTTP the caller is identified by a bearer API key; over stdio by --as.
+    Over HTTP the caller is identified by a bearer API key; over stdio by the OS user running this
+    process (identity.os_users), or by --as where identity.allow_choosing_subject is true.
 
     Example: portcullis serve --transport stdio --as alice
     """
@@ -45,21 +45,9 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
     gateway = load_gateway(config_path)
     config = gateway.config
     if transport == "stdio":
-        chosen, how = (subject, "stdio:--as") if subject else (os.environ.get("PORTCULLIS_SUBJECT"), "stdio:env")
-        if chosen and not config.identity.allow_choosing_subject:
-            raise click.ClickException(
-                "this deployment does not let the caller choose its subject (identity.allow_choosing_subject);"
-                f" the stdio caller is the OS user {getpass.getuser()!r}, mapped by identity.os_users"
-            )
-        if not chosen:
-            user = getpass.getuser()
-            chosen, how = config.identity.os_users.get(user), "stdio:os_user"
-            if not chosen:
-                raise click.ClickException(
-                    f"no caller identity for stdio: OS user {user!r} is not mapped in identity.os_users"
-                    + (" (or pass --as SUBJECT)" if config.identity.allow_choosing_subject else "")
-                )
-        anyio.run(serve_stdio, gateway, chosen, how)
+        from_env = os.environ.get("PORTCULLIS_SUBJECT")
+        identity = resolve_subject(config, subject, "--as") if subject else resolve_subject(config, from_env, "env")
+        anyio.run(serve_stdio, gateway, identity.subject, f"stdio:{identity.how}")
         return
     server = config.server
     anyio.run(serve_http, gateway, host or server.host, server.port if port is None else port)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +41,14 @@ def _live(config_path: Path, work: Callable[[Snapshot, list[SourceHealth]], T]) 
 
 @tools.command("list")
 @config_option
-@click.option("--as", "subject", default=None, help="Show the catalog as this subject sees it.")
+@click.option(
+    "--as",
+    "subject",
+    default=None,
+    metavar="SUBJECT",
+    help="Show the catalog as policy shows it to SUBJECT. An explanation, like `policy check`: nothing is called"
+    " as SUBJECT, so any subject may be named.",
+)
 @json_option
 def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
     """List tools (connecting to upstreams), each source's health, and quarantined tools.
@@ -76,7 +83,7 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
     echo_table(listed, ["name", "source", "status", *(["decision"] if subject else []), "description"])
 
 
-def _row(definition: dict[str, Any], status: str, health: dict[str, str]) -> dict[str, Any]:
+def _row(definition: dict[str, Any], status: str, health: Mapping[str, str]) -> dict[str, Any]:
     return {
         "name": definition["name"],
         "description": definition["description"],
