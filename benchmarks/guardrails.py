@@ -1,10 +1,12 @@
 """Guardrails: how well the injection detector separates attacks from benign text, and what each
 detector and each guardrail stage costs per call, in one run.
 
-Detection is measured on `bastioncorpus` (a public labelled prompt-injection corpus shipped on the
-package index: malicious payloads and benign false-positive traps, in five languages). The rules
-were written with that corpus in view, so its figures are in-sample; `jailbreak-corpus-mini-py`
-(attacks only, never used for tuning) gives an out-of-sample recall.
+Detection is measured on the labelled corpora installed with the `test` extras (`bastioncorpus`,
+`jailbreak-corpus-mini-py`, `nullsec-promptinject`, `agent-injection-bench`) plus the standard
+library's docstrings as benign technical prose, loaded by `tests/injection_corpora.py`. Each corpus
+is split by a hash of the text: the training split is what the rules were tuned on; the held-out
+split (30% of each corpus, and all of `agent-injection-bench`) was never read while tuning, so its
+figures are the honest ones.
 
 Costs: the median and p99 of one detector on a typical email body (300 characters) and a tool result
 (2 KB of prose), and of the input and output guardrail stages as the demo configures them, against
@@ -17,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from gateway.guardrails import Guardrails, GuardrailsConfig
 from gateway.guardrails.config import ToolRule
@@ -44,38 +44,26 @@ RESULT_TEXT = (
 ) * 4
 
 
-def corpus_rows() -> list[dict[str, Any]]:
-    text = resources.files("bastioncorpus").joinpath("corpus/injections.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def detection() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from injection_corpora import samples
+
     detector = Injection()
     where = Where(direction="outputs", path="$", settings=GuardrailsConfig())
-    rows = corpus_rows()
-    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
-    missed: dict[str, int] = {}
-    for row in rows:
-        found = bool(detector.scan(row["text"], where))
-        malicious = row["label"] == "malicious"
-        key = ("tp" if found else "fn") if malicious else ("fp" if found else "tn")
-        counts[key] += 1
-        if key == "fn":
-            missed[row["category"]] = missed.get(row["category"], 0) + 1
-    precision = counts["tp"] / max(1, counts["tp"] + counts["fp"])
-    recall = counts["tp"] / max(1, counts["tp"] + counts["fn"])
-    print(f"injection detector on bastioncorpus ({len(rows)} rows, in-sample):")
-    print(f"  precision {precision:.3f}  recall {recall:.3f}  {counts}")
-    print(f"  missed by category: {dict(sorted(missed.items()))}")
-    try:
-        from jailbreak_corpus_mini import load_corpus
-    except ImportError:
-        print("  (jailbreak-corpus-mini-py not installed: no out-of-sample figure)")
-        return
-    fixtures = load_corpus()
-    caught = sum(bool(detector.scan(f.text, where)) for f in fixtures)
-    print(f"injection detector on jailbreak-corpus-mini ({len(fixtures)} attacks, out-of-sample):")
-    print(f"  recall {caught / len(fixtures):.3f} ({caught}/{len(fixtures)})")
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for sample in samples():
+        hits = detector.scan(sample.text, where)
+        found = bool(hits)
+        key = ("tp" if found else "fn") if sample.malicious else ("fp" if found else "tn")
+        for group in ((sample.corpus, sample.split), ("all corpora", sample.split)):
+            row = counts.setdefault(group, {"tp": 0, "fp": 0, "fn": 0, "tn": 0})
+            row[key] += 1
+    print("injection detector, precision and recall per corpus and split (held-out = never read while tuning):")
+    print(f"  {'corpus':<24} {'split':<9} {'precision':>9} {'recall':>7}   counts")
+    for (corpus, split), c in sorted(counts.items(), key=lambda item: (item[0][0] == "all corpora", item[0])):
+        precision = c["tp"] / max(1, c["tp"] + c["fp"]) if c["tp"] + c["fp"] else float("nan")
+        recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else float("nan")
+        print(f"  {corpus:<24} {split:<9} {precision:>9.3f} {recall:>7.3f}   {c}")
 
 
 def stats(values: list[float]) -> tuple[float, float]:

@@ -3,6 +3,9 @@
 Numbers are only findings when their checksum holds (Luhn for cards, ISO 7064
 for IBANs, the national rules for identifiers, via python-stdnum); phone numbers
 are parsed with Google's libphonenumber port, so an order number is not a phone.
+The engine hands detectors normalised text (ASCII digits, one kind of dash and
+space), so a card number in fullwidth digits reads like any other; its digits may
+be grouped with spaces, dashes, dots or slashes, mixed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from stdnum.us import ssn
 from gateway.guardrails.detectors.base import Hit, Where
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ ./-]{0,3}\d){12,18}(?![\d-])")
+_GROUPS = re.compile(r"\d+")
 _CARD_PREFIX = re.compile(r"^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|22)|35)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _PHONE_LIKE = re.compile(r"(?:\d[\s().-]{0,2}){7,}")
@@ -47,10 +51,32 @@ class Cards:
     def scan(self, text: str, where: Where) -> Sequence[Hit]:
         hits = []
         for match in _CARD.finditer(text):
-            digits = re.sub(r"\D", "", match.group())
-            if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn.is_valid(digits):
-                hits.append(Hit("personal.card_number", "a payment card number", *match.span(), "<CARD>"))
+            if not _grouped_like_a_card(match.group()):
+                continue
+            groups = list(_GROUPS.finditer(match.group()))
+            while groups:  # "4111 1111 1111 1111 12/29": the expiry date is not part of the number
+                digits = "".join(group.group() for group in groups)
+                if len(digits) < 13:
+                    break
+                if len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn.is_valid(digits):
+                    start = match.start()
+                    hits.append(
+                        Hit("personal.card_number", "a payment card number", start, start + groups[-1].end(), "<CARD>")
+                    )
+                    break
+                if len(groups) == 1:
+                    break
+                groups.pop()
         return hits
+
+
+def _grouped_like_a_card(candidate: str) -> bool:
+    """Dots and slashes also write decimals, prices and dates ("4.12 3.45 ..."): with them, the digits must
+    come in groups of three or more, or one by one, as card numbers are written."""
+    if "." not in candidate and "/" not in candidate:
+        return True
+    sizes = {len(group) for group in _GROUPS.findall(candidate)}
+    return min(sizes) >= 3 or sizes == {1}
 
 
 class Ibans:
