@@ -5,15 +5,21 @@ them); each is owned by one upstream, and its policy object is
 `namespace.URI` (so `kb.*` in a rule covers the namespace's tools, resources
 and prompts alike; the action tells them apart: `call`, `read`, `get`).
 Prompts are renamed `namespace.prompt`, like tools.
+
+`read`, `get` and `complete` turn a client's request into a `Governed` one: the
+policy object, the arguments and a `Request` whose fetch the pipeline's
+execution stage runs, so these requests pass the same stages as tool calls.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import mcp.types as types
 
+from gateway.pipeline.context import Request
 from gateway.sources.mcp_upstream import McpUpstream
 
 
@@ -36,6 +42,15 @@ class PromptRoute:
     @property
     def policy_object(self) -> str:
         return f"{self.upstream.namespace}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Governed:
+    """A request for the pipeline: its policy object (the call's `tool_name`), arguments and `Request`."""
+
+    target: str
+    arguments: dict[str, Any]
+    request: Request
 
 
 class Federation:
@@ -89,6 +104,65 @@ class Federation:
             if upstream.namespace == namespace and any(p.name == original for p in upstream.prompts):
                 return PromptRoute(upstream, original)
         return None
+
+    def read(self, uri: str) -> Governed:
+        route = self.route_resource(uri)
+        if route is None:
+            return Governed(uri, {"uri": uri}, Request("resource", "read", uri))
+        upstream = route.upstream
+        request = Request(
+            "resource",
+            "read",
+            uri,
+            lambda arguments: upstream.read_resource(arguments["uri"]),
+            upstream.timeout_seconds,
+        )
+        return Governed(route.policy_object, {"uri": uri}, request)
+
+    def get(self, name: str, arguments: dict[str, str] | None) -> Governed:
+        route = self.route_prompt(name)
+        if route is None:
+            return Governed(name, dict(arguments or {}), Request("prompt", "get", name))
+        upstream, original = route.upstream, route.name
+        request = Request(
+            "prompt",
+            "get",
+            name,
+            lambda given: upstream.get_prompt(original, given or None),
+            upstream.timeout_seconds,
+        )
+        return Governed(route.policy_object, dict(arguments or {}), request)
+
+    def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+    ) -> Governed:
+        """Completion of a prompt's argument (policy `get` on the prompt) or a template's (`read` on the template)."""
+        arguments: dict[str, Any] = {"argument": argument, "context": context or {}}
+        upstream: McpUpstream | None
+        action: Literal["read", "get"]
+        if isinstance(ref, types.PromptReference):
+            route = self.route_prompt(ref.name)
+            upstream, action, target = (route.upstream if route else None), "get", ref.name
+            asked: types.PromptReference | types.ResourceTemplateReference = (
+                ref.model_copy(update={"name": route.name}) if route else ref
+            )
+        else:
+            upstream, action, asked = self.route_template(ref.uri), "read", ref
+            target = f"{upstream.namespace}.{ref.uri}" if upstream else ref.uri
+        if upstream is None:
+            return Governed(target, arguments, Request("completion", action, target))
+        served = upstream
+        request = Request(
+            "completion",
+            action,
+            target,
+            lambda given: served.complete(asked, given["argument"], given["context"] or None),
+            served.timeout_seconds,
+        )
+        return Governed(target, arguments, request)
 
     def route_template(self, uri_template: str) -> McpUpstream | None:
         for upstream in self._upstreams:

@@ -7,12 +7,11 @@ none of them reaches a tool source directly.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -22,30 +21,28 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.approvals import ApprovalRequest
 from gateway.approvals.service import ApprovalService
-from gateway.audit import AuditRecord, AuditStore, open_readonly, redact_arguments
+from gateway.audit import AuditRecord, AuditStore, open_readonly
 from gateway.audit.checkpoints import Checkpoint, load_or_create_key, write_checkpoint
-from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import GatewayConfig, load_config
-from gateway.federation import Federation
+from gateway.federation import Federation, Governed
 from gateway.guardrails.flows import FlowTracker
 from gateway.guardrails.rate_limits import RateLimiter
 from gateway.ids import new_id
 from gateway.outcomes import AuditWriteError, ConfigError, Decision, Outcome, OutcomeCode
 from gateway.pipeline import CallContext, Caller, Finding, Pipeline, PlanLink, build_pipeline
+from gateway.pipeline.relay import declare_relay_capabilities
 from gateway.planner import PLAN_TOOLS, Cover, Plan, PlanExecutor, PlanPreview, Previewer, RunReport
 from gateway.planner.runs import RunRecord, interrupt_running, read_run, running_ids
 from gateway.policy.engine import RuleMatch
 from gateway.snapshot import Snapshot, load_policy
-from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition, UpstreamError
+from gateway.sources.base import ProgressReporter, Relay, SourceHealth, ToolDefinition
 from gateway.sources.builtin import BuiltinSource
-from gateway.sources.mcp_upstream import McpUpstream
 from gateway.sources.pins import changed_fields
 from gateway.sources.registry import SourceSet
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[], Awaitable[None]]
-R = TypeVar("R", bound=BaseModel)
 
 
 class CheckReport(BaseModel):
@@ -77,7 +74,11 @@ class Gateway:
         self._stamps = _stamps(self._watched())  # before reading: a change during loading is seen later
         self.policy = load_policy(config)
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[BuiltinSource(self)])
-        self.audit = AuditStore(config.resolve(config.audit.path), config.audit.write_timeout_seconds)
+        self.audit = AuditStore(
+            config.resolve(config.audit.path),
+            config.audit.write_timeout_seconds,
+            config.resolve(config.audit.salt_file),
+        )
         self.approvals = ApprovalService(self)
         self.flows = FlowTracker()
         self.rate_limiter = RateLimiter()
@@ -96,6 +97,7 @@ class Gateway:
         return self._current[0]
 
     def _install(self, snapshot: Snapshot) -> None:
+        declare_relay_capabilities(snapshot.policy, self.sources.upstreams())  # elicit/sample rules
         # One reference holds the snapshot and the pipelines built for it: a call takes it once.
         self._current: tuple[Snapshot, Pipeline, Pipeline] = (
             snapshot,
@@ -364,32 +366,14 @@ class Gateway:
         ]
 
     async def read_resource(self, caller: Caller, uri: str) -> tuple[Outcome, types.ReadResourceResult | None]:
-        route = self.federation.route_resource(uri)
-        return await self._governed(
-            caller,
-            event="resource.read",
-            target=route.policy_object if route else uri,
-            action="read",
-            arguments={"uri": uri},
-            missing=OutcomeCode.UNKNOWN_RESOURCE if route is None else None,
-            fetch=(lambda: route.upstream.read_resource(uri)) if route else None,
-            timeout=route.upstream.timeout_seconds if route else None,
-        )
+        outcome, answer = await self._request(caller, self.federation.read(uri))
+        return outcome, answer if isinstance(answer, types.ReadResourceResult) else None
 
     async def get_prompt(
         self, caller: Caller, name: str, arguments: dict[str, str] | None
     ) -> tuple[Outcome, types.GetPromptResult | None]:
-        route = self.federation.route_prompt(name)
-        return await self._governed(
-            caller,
-            event="prompt.get",
-            target=name,
-            action="get",
-            arguments=dict(arguments or {}),
-            missing=OutcomeCode.UNKNOWN_PROMPT if route is None else None,
-            fetch=(lambda: route.upstream.get_prompt(route.name, arguments)) if route else None,
-            timeout=route.upstream.timeout_seconds if route else None,
-        )
+        outcome, answer = await self._request(caller, self.federation.get(name, arguments))
+        return outcome, answer if isinstance(answer, types.GetPromptResult) else None
 
     async def complete(
         self,
@@ -399,101 +383,15 @@ class Gateway:
         context: dict[str, str] | None,
     ) -> tuple[Outcome, types.CompleteResult | None]:
         """Completion for an upstream prompt's (policy `get`) or resource template's (policy `read`) argument."""
-        upstream: McpUpstream | None
-        if isinstance(ref, types.PromptReference):
-            route = self.federation.route_prompt(ref.name)
-            upstream, target, action = (route.upstream if route else None), ref.name, "get"
-            upstream_ref: types.PromptReference | types.ResourceTemplateReference = (
-                ref.model_copy(update={"name": route.name}) if route else ref
-            )
-            missing = OutcomeCode.UNKNOWN_PROMPT
-        else:
-            upstream = self.federation.route_template(ref.uri)
-            target = f"{upstream.namespace}.{ref.uri}" if upstream else ref.uri
-            action, upstream_ref, missing = "read", ref, OutcomeCode.UNKNOWN_RESOURCE
-        return await self._governed(
-            caller,
-            event="completion.complete",
-            target=target,
-            action=action,
-            arguments={"argument": argument, "context": context or {}},
-            missing=missing if upstream is None else None,
-            fetch=(lambda: upstream.complete(upstream_ref, argument, context)) if upstream else None,
-            timeout=upstream.timeout_seconds if upstream else None,
-        )
+        outcome, answer = await self._request(caller, self.federation.complete(ref, argument, context))
+        return outcome, answer if isinstance(answer, types.CompleteResult) else None
 
-    async def _governed(
-        self,
-        caller: Caller,
-        *,
-        event: str,
-        target: str,
-        action: str,
-        arguments: dict[str, Any],
-        missing: OutcomeCode | None,
-        fetch: Callable[[], Awaitable[R]] | None,
-        timeout: float | None,
-    ) -> tuple[Outcome, R | None]:
-        """Policy, execution, size cap and audit for reads of upstream resources and prompts."""
-        snapshot = self.snapshot
-        started = time.perf_counter()
-        subject = caller.subject or ""
-        roles = snapshot.policy.roles_for(subject, caller.granted_roles) if subject else ()
-        context = {"args": arguments, "subject": {"id": subject, "tenant": caller.tenant, "roles": list(roles)}}
-        decision = snapshot.policy.decide(subject, target, action, context, caller.granted_roles) if subject else None
-        result: R | None = None
-        hidden = missing or (OutcomeCode.UNKNOWN_PROMPT if action == "get" else OutcomeCode.UNKNOWN_RESOURCE)
-        if not subject:
-            outcome = Outcome.refuse(OutcomeCode.UNAUTHENTICATED, "no authenticated caller", stage="identity")
-        elif fetch is None or decision is None or decision.decision is Decision.DENY:
-            shown = arguments.get("uri", target)
-            outcome = Outcome.refuse(hidden, f"Unknown {event.split('.')[0]}: {shown}", stage="authorization")
-        elif decision.decision is Decision.APPROVAL_REQUIRED:
-            message = f"{action} of {target} needs approval, which is only available for tool calls"
-            outcome = Outcome.refuse(OutcomeCode.DENIED, message, stage="approval")
-        else:
-            outcome, result = await self._fetch(fetch, timeout or self.config.tools.timeout_seconds, target)
-        size = len(canonical_json(result.model_dump(mode="json"))) if result is not None else None
-        if size is not None and size > self.config.limits.max_result_bytes:
-            message = f"the result is {size} bytes; the limit is {self.config.limits.max_result_bytes}"
-            outcome, result = Outcome.refuse(OutcomeCode.OUTPUT_TOO_LARGE, message, stage="output_guardrails"), None
-        record = AuditRecord(
-            event=event,
-            **caller.audit_fields(),
-            roles=roles,
-            tool=target,
-            arguments=redact_arguments(
-                arguments, self.config.audit.secret_keys, self.audit.salt, self.config.audit.personal_keys
-            ),
-            decision=(decision.decision if decision else Decision.DENY).value,
-            rule=decision.reason if decision else None,
-            policy_version=snapshot.policy.version,
-            outcome=outcome.code.value,
-            message=outcome.message,
-            stage=outcome.stage,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            result_digest=sha256_hex(canonical_json(result.model_dump(mode="json"))) if result is not None else None,
-            result_bytes=size if result is not None else None,
-        )
-        try:
-            seq = await self.audit.append(record)
-        except AuditWriteError:
-            message = "the request's audit record could not be written, so its result is withheld"
-            return Outcome.refuse(OutcomeCode.AUDIT_UNAVAILABLE, message, stage="audit"), None
-        return outcome.model_copy(update={"audit_id": seq}), result
-
-    @staticmethod
-    async def _fetch(fetch: Callable[[], Awaitable[R]], timeout: float, target: str) -> tuple[Outcome, R | None]:
-        try:
-            with anyio.fail_after(timeout):
-                result = await fetch()
-        except TimeoutError:
-            return Outcome.refuse(
-                OutcomeCode.TIMEOUT, f"{target} did not answer within {timeout:g} s", stage="execution"
-            ), None
-        except UpstreamError as exc:
-            return Outcome.refuse(OutcomeCode.UPSTREAM_UNAVAILABLE, str(exc), stage="execution"), None
-        return Outcome(code=OutcomeCode.OK, message="ok"), result
+    async def _request(self, caller: Caller, governed: Governed) -> tuple[Outcome, BaseModel | None]:
+        """An upstream request through the audited pipeline, like a tool call; the answer only if it is ok."""
+        snapshot, pipeline, _ = self._current
+        call = self._new_call(snapshot, caller, governed.target, governed.arguments, execute=True)
+        call, outcome = await pipeline.settle(call.evolve(request=governed.request))
+        return outcome, call.answer if outcome.ok else None
 
     # --- tools ----------------------------------------------------------
 

@@ -91,7 +91,11 @@ def build_server(
         _remember_connection(connections, ctx)
         who = caller(ctx)
         tools = gateway.visible_tools(who.subject, who.granted_roles)
-        return types.ListToolsResult(tools=[to_mcp_tool(d) for d in tools])
+        can = _relayable(ctx)
+        needs = {name: need for up in gateway.sources.upstreams() for name, need in up.capability_needs.items()}
+        # An upstream tool listed only because the gateway declared elicitation or sampling would fail
+        # for a client that cannot answer such requests: it is not shown to that client.
+        return types.ListToolsResult(tools=[to_mcp_tool(d) for d in tools if needs.get(d.name, frozenset()) <= can])
 
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -185,9 +189,14 @@ class SessionRelay:
 
     async def elicit(self, params: types.ElicitRequestParams) -> types.ElicitResult | types.ErrorData:
         capabilities = self._ctx.session.client_capabilities
-        if capabilities is None or capabilities.elicitation is None:
+        elicitation = capabilities.elicitation if capabilities is not None else None
+        if elicitation is None:
             return types.ErrorData(
                 code=types.INVALID_REQUEST, message="the calling client does not support elicitation"
+            )
+        if isinstance(params, types.ElicitRequestURLParams) and elicitation.url is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST, message="the calling client does not support URL elicitation"
             )
         return await self._send(types.ElicitRequest(params=params), types.ElicitResult)
 
@@ -208,6 +217,15 @@ class SessionRelay:
             return types.ErrorData(
                 code=INTERNAL_ERROR, message=f"could not ask the calling client: {type(exc).__name__}"
             )
+
+
+def _relayable(ctx: ServerRequestContext[Any]) -> frozenset[str]:
+    """What upstream requests this client can be asked: handshake-era sessions that declared the capability."""
+    capabilities = ctx.session.client_capabilities
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS or capabilities is None:
+        return frozenset()  # 2026-07-28 has no server-to-client requests for the gateway to relay
+    declared = (("elicitation", capabilities.elicitation), ("sampling", capabilities.sampling))
+    return frozenset(name for name, capability in declared if capability is not None)
 
 
 def to_mcp_tool(definition: ToolDefinition) -> types.Tool:

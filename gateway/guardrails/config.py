@@ -102,6 +102,67 @@ class DefinitionChecks(_Model):
     """Upstream tools an operator reviewed and accepts despite findings (exact names)."""
 
 
+SENSITIVE_FIELD_WORDS = (
+    "secret",
+    "credential",
+    "password",
+    "passphrase",
+    "passcode",
+    "api key",
+    "access key",
+    "private key",
+    "secret key",
+    "token",
+    "card number",
+    "credit card",
+    "cvv",
+    "cvc",
+    "security code",
+    "pin",
+    "ssn",
+    "social security",
+    "one-time code",
+    "otp",
+    "2fa",
+    "mfa",
+)
+"""Words (matched on whole words, identifiers split) that make an elicitation form ask for a secret."""
+
+
+class ElicitationSettings(_Model):
+    """What an upstream may ask the user through the calling client (when policy lets it elicit at all)."""
+
+    block_sensitive_fields: bool = True
+    """Refuse forms whose message or fields ask for secrets, credentials, keys, card numbers, PINs, SSNs."""
+    sensitive_words: tuple[str, ...] = SENSITIVE_FIELD_WORDS
+    allow_url_hosts: tuple[str, ...] = ()
+    """Hosts (globs) a URL-mode elicitation may send the user to; any other URL is refused."""
+
+
+def _sampling_detectors() -> dict[str, ArgumentAction]:
+    return {"secrets": "block", "personal": "block", "injection": "block"}
+
+
+class SamplingSettings(_Model):
+    """Limits on an upstream's use of the calling client's model (when policy lets it sample at all)."""
+
+    max_tokens: int = Field(default=1024, ge=1)
+    """A request asking for more is refused (not clamped: the upstream learns its request was too big)."""
+    max_message_bytes: int = Field(default=65_536, ge=1)
+    """The request's messages and system prompt, as JSON."""
+    max_requests_per_call: int = Field(default=3, ge=0)
+    """Sampling requests one tool call may make; the next one is refused."""
+    detectors: dict[str, ArgumentAction] = Field(default_factory=_sampling_detectors)
+    """Detectors run on the messages, beside the tool's own `arguments` rules (the stricter action wins)."""
+
+
+class RelaySettings(_Model):
+    """Requests an upstream MCP server sends back through the gateway to the calling client."""
+
+    elicitation: ElicitationSettings = ElicitationSettings()
+    sampling: SamplingSettings = SamplingSettings()
+
+
 class GuardrailsConfig(_Model):
     version: Literal[1] = 1
     approver: str = "role:security"
@@ -120,3 +181,4 @@ class GuardrailsConfig(_Model):
     flows: tuple[FlowRule, ...] = ()
     rate_limits: tuple[RateLimit, ...] = ()
     definitions: DefinitionChecks = DefinitionChecks()
+    relay: RelaySettings = RelaySettings()

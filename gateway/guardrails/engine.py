@@ -1,7 +1,12 @@
 """The guardrail set of one snapshot: which detectors run on a tool's arguments and outputs, and
 what their findings do.
 
-Scanning walks every string in a JSON value. Each detector has a time budget;
+Scanning walks every string in a JSON value and normalises each once (`text.normalise`: NFKC,
+hidden characters removed, digits and separators unified), so a token split by zero-width spaces
+or a card number in fullwidth digits reads as itself. Content detectors read the normalised form and
+their spans are mapped back onto the original, so a redaction replaces exactly what was sent; kind
+guards (URLs, paths, commands) read the exact value, because that is what the tool receives.
+Each detector has a time budget;
 one that raises or overruns it is a finding with the rule's `on_error` action
 (block unless configured otherwise, always block for high-risk tools). A
 detector's match is never copied into a message, and `masked` holds the value
@@ -13,8 +18,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from gateway.catalog import Catalog
 from gateway.config import load_model
 from gateway.guardrails.config import SEVERITY, GuardrailsConfig
 from gateway.guardrails.detectors import BUILTIN, GROUPS, Detector, Direction, Hit, Where
+from gateway.guardrails.text import Normalised, normalise
 from gateway.outcomes import ConfigError
 
 KIND_KEYWORD = "x-portcullis-kind"
@@ -91,14 +97,18 @@ class Guardrails:
                 if name not in self.detectors and name not in GROUPS:
                     known = ", ".join(sorted([*self.detectors, *GROUPS]))
                     problems.append(f"rules[{index}]: unknown detector {name!r} (known: {known})")
+        for name in self.config.relay.sampling.detectors:
+            if name not in self.detectors and name not in GROUPS:
+                known = ", ".join(sorted([*self.detectors, *GROUPS]))
+                problems.append(f"relay.sampling.detectors: unknown detector {name!r} (known: {known})")
         if problems:
             raise ConfigError(problems)
 
     def guard(self, tool: str) -> ToolGuard:
+        """The catalog's tools are compiled once; other objects (resource URIs, which a caller can vary
+        without end) are compiled per request, so no caller can grow this table."""
         guard = self._guards.get(tool)
-        if guard is None:
-            guard = self._guards[tool] = self._compile(tool, {})
-        return guard
+        return guard if guard is not None else self._compile(tool, {})
 
     def _compile(self, tool: str, schema: dict[str, Any]) -> ToolGuard:
         arguments: dict[str, str] = {}
@@ -136,14 +146,17 @@ class Guardrails:
         for location, text in _strings(value):
             kind = guard.kinds.get(str(location[0])) if direction == "arguments" and location else None
             where = Where(direction, _json_path(location), kind, guard.root, self.config)
+            view = normalise(text)
             for name, action in actions.items():
                 detector = self.detectors[name]
                 if detector.kinds is not None and kind not in detector.kinds:
                     continue
-                hits = await _run(detector, text, where, budget)
+                hits = await _run(detector, view if detector.kinds is None else text, where, budget)
                 if isinstance(hits, str):
                     findings.append(Flagged(f"{name}.error", hits, where.path, guard.on_error))
                     continue
+                if detector.kinds is None and view.changed:
+                    hits = [_on_original(hit, view) for hit in hits]
                 for hit in hits:
                     findings.append(Flagged(hit.rule, hit.message, where.path, action))
                     found.setdefault(location, []).append((hit, action))
@@ -154,7 +167,13 @@ class Guardrails:
         return ScanReport(findings, redacted, masked)
 
 
-def _merge(into: dict[str, str], actions: dict[str, str]) -> None:
+def _on_original(hit: Hit, view: Normalised) -> Hit:
+    """The hit with its span moved from the normalised text onto the original string."""
+    start, end = view.span(hit.start, hit.end)
+    return replace(hit, start=start, end=end)
+
+
+def _merge(into: dict[str, str], actions: Mapping[str, str]) -> None:
     for name, action in actions.items():
         for member in GROUPS.get(name, (name,)):
             if member not in into or SEVERITY[action] > SEVERITY[into[member]]:

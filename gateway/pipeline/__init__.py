@@ -2,9 +2,11 @@
 
 admission -> identity -> rate limits -> authorization -> input guardrails ->
 plan review (only for `gateway.plan_run`) -> approval -> execution -> output
-guardrails, wrapped by the audit log
-(`runner.Pipeline`). Admission comes first so oversized arguments cost nothing
-else; rate limits come before policy so a flood costs little.
+guardrails, wrapped by the audit log (`runner.Pipeline`). Admission comes
+first so oversized arguments cost nothing else; rate limits come before policy
+so a flood costs little. An upstream resource read, prompt get or completion
+takes the same way (`context.Request`); schema checks, plan review and
+approval are for tool calls only.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from gateway.sources.base import ToolDefinition
 
 
 def build_stages(
-    snapshot: Snapshot, flows: FlowTracker | None = None, limiter: RateLimiter | None = None
+    snapshot: Snapshot,
+    flows: FlowTracker | None = None,
+    limiter: RateLimiter | None = None,
+    audit: AuditStore | None = None,
 ) -> list[Stage]:
     """The stages for one snapshot, in travel order; built once, never mutated.
 
@@ -40,16 +45,16 @@ def build_stages(
     flows = flows if flows is not None else FlowTracker()
     limiter = limiter if limiter is not None else RateLimiter()
     guardrails = snapshot.guardrails
-    before = [
+    before: list[Stage] = [
         Admission(config.limits),
         Identity(snapshot.policy),
         RateLimits(guardrails.config.rate_limits, limiter),
         Authorization(snapshot.policy, snapshot.catalog),
         InputGuardrails(snapshot.catalog, guardrails, flows),
     ]
-    after = [
+    after: list[Stage] = [
         Approval(snapshot.policy.version, config.approvals.expiry_seconds),
-        Execution(config, snapshot.catalog),
+        Execution(config, snapshot.catalog, audit),  # audit: relayed elicitation and sampling are recorded
         OutputGuardrails(config.limits, guardrails, flows),
     ]
     # A plan's steps are previewed through these same stages, run dry (nothing executed or recorded).
@@ -67,7 +72,7 @@ def build_pipeline(
     snapshot: Snapshot, audit: AuditStore | None, flows: FlowTracker | None = None, limiter: RateLimiter | None = None
 ) -> Pipeline:
     audit_config = snapshot.config.audit
-    stages = build_stages(snapshot, flows, limiter)
+    stages = build_stages(snapshot, flows, limiter, audit)
     return Pipeline(stages, audit, audit_config.secret_keys, audit_config.personal_keys)
 
 

@@ -1,4 +1,8 @@
-"""Hold calls that need a person's approval: record a pending request and answer at once."""
+"""Hold calls that need a person's approval: record a pending request and answer at once.
+
+Approval exists for tool calls only: an upstream resource read, prompt get or
+completion that policy (or a guardrail) would send for approval is refused.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,14 @@ class Approval:
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
         decision, tool = call.decision, call.tool
-        if decision is None or tool is None or decision.decision is not Decision.APPROVAL_REQUIRED:
+        if decision is None or decision.decision is not Decision.APPROVAL_REQUIRED:
+            return Continue(call)
+        if call.request is not None:
+            message = (
+                f"{call.request.action} of {call.tool_name} needs approval, which is only available for tool calls"
+            )
+            return Stop(call, Outcome.refuse(OutcomeCode.DENIED, message, stage=self.name))
+        if tool is None:
             return Continue(call)
         approver = decision.approver or "an approver"
         if decision.approver == CONSENT:

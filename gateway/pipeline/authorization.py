@@ -2,7 +2,9 @@
 
 A tool the caller may not call does not exist for them: the refusal is the same
 `unknown_tool` an unknown name gets, while the audit log records the real
-decision and the rule behind it.
+decision and the rule behind it. An upstream resource, prompt or completion
+request is decided on its policy object and action (`read`, `get`); any deny
+makes it look unknown, as it always has.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import ClassVar
 
 from gateway.catalog import Catalog
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Stop
+from gateway.pipeline.context import CallContext, Continue, Request, Stop
 from gateway.policy import PolicyDecision, PolicyEngine
 
 
@@ -34,6 +36,8 @@ class Authorization:
         }
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
+        if call.request is not None:
+            return self._request(call, call.request)
         subject = call.caller.subject or ""
         entry = self._catalog.get(call.tool_name)
         quarantined = self._catalog.quarantined.get(call.tool_name)
@@ -49,11 +53,7 @@ class Authorization:
         defaults = self._defaults.get(call.tool_name)
         if defaults and isinstance(arguments, dict):
             arguments = {**defaults, **arguments}
-        context = {
-            "args": arguments,
-            "subject": {"id": subject, "tenant": call.caller.tenant, "roles": list(call.roles)},
-        }
-        decision = self._policy.decide(subject, call.tool_name, "call", context, granted)
+        decision = self._policy.decide(subject, call.tool_name, "call", _context(call, arguments), granted)
         call = call.evolve(tool=entry[0] if entry else None, decision=decision)
         if decision.decision is Decision.DENY:
             message = f"policy denies this call to {call.tool_name}: {decision.reason}"
@@ -82,6 +82,24 @@ class Authorization:
             )
             return Stop(call.evolve(tool=quarantined[1]), outcome)
         return Continue(call)
+
+    def _request(self, call: CallContext, request: Request) -> Continue | Stop:
+        subject = call.caller.subject or ""
+        decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
+        if request.fetch is not None:
+            context = _context(call, call.arguments)
+            decision = self._policy.decide(subject, call.tool_name, request.action, context, call.caller.granted_roles)
+        call = call.evolve(decision=decision)
+        if decision.decision is Decision.DENY:
+            message = f"Unknown {request.kind}: {request.shown}"
+            return Stop(call, Outcome.refuse(request.unknown, message, stage=self.name))
+        return Continue(call)
+
+
+def _context(call: CallContext, arguments: object) -> dict[str, object]:
+    """What a rule's condition sees: the arguments and the subject."""
+    subject = {"id": call.caller.subject or "", "tenant": call.caller.tenant, "roles": list(call.roles)}
+    return {"args": arguments, "subject": subject}
 
 
 def unknown_tool(name: str, stage: str) -> Outcome:

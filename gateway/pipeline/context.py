@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.audit.store import Statement
-from gateway.outcomes import Outcome
+from gateway.outcomes import Outcome, OutcomeCode
 from gateway.policy import PolicyDecision
 from gateway.snapshot import Snapshot
 from gateway.sources.base import ProgressReporter, Relay, ToolDefinition, ToolResult
@@ -24,7 +25,7 @@ class Caller(BaseModel):
     granted_roles: tuple[str, ...] = ()
     """Roles the credentials grant (a JWT's roles claim), beside those the policy gives the subject."""
     auth: str
-    """`stdio` (the --as subject), `api_key`, `cli`."""
+    """`stdio:os_user|--as|env`, `api_key`, `jwt`; from the CLI `cli:<how>:<OS user>` (`cli:os_user:alice`)."""
     transport: str
     client_name: str | None = None
     client_version: str | None = None
@@ -74,6 +75,40 @@ class PlanLink:
     """`Cover`s of the approved plan: a step needing exactly this approval runs under the plan's."""
 
 
+Fetch = Callable[[Any], Awaitable[BaseModel]]
+"""Ask the upstream, given the call's arguments as the input guardrails left them."""
+_EVENTS = {"resource": "resource.read", "prompt": "prompt.get", "completion": "completion.complete"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A call for an upstream's resource, prompt or completion rather than a tool: the same stages govern it.
+
+    The call's `tool_name` is the policy object (`namespace.URI` for a resource or a
+    template, `namespace.prompt` for a prompt): policy rules, guardrail rules and rate
+    limits match it by glob, so `kb.*` covers the namespace's tools, resources and prompts.
+    """
+
+    kind: Literal["resource", "prompt", "completion"]
+    action: Literal["read", "get"]
+    """The policy action: `read` a resource (or complete a template's argument), `get` a prompt."""
+    shown: str
+    """What a refusal names: the URI or the prompt's name."""
+    fetch: Fetch | None = None
+    """None: no upstream serves it (refused like one the caller may not see)."""
+    timeout_seconds: float | None = None
+
+    @property
+    def event(self) -> str:
+        """The outcome record's event (the intent record's is `<kind>.intent`)."""
+        return _EVENTS[self.kind]
+
+    @property
+    def unknown(self) -> OutcomeCode:
+        """The refusal for what does not exist for the caller: a denied one looks the same."""
+        return OutcomeCode.UNKNOWN_PROMPT if self.action == "get" else OutcomeCode.UNKNOWN_RESOURCE
+
+
 @dataclass(frozen=True)
 class CallContext:
     call_id: str
@@ -106,6 +141,10 @@ class CallContext:
     """Arguments not known yet (a plan preview: filled from earlier steps at run time); not checked."""
     timeout_seconds: float | None = None
     """A shorter timeout for this call than the tool's own (a plan step's)."""
+    request: Request | None = None
+    """Set for an upstream resource read, prompt get or completion; None for a tool call."""
+    answer: BaseModel | None = None
+    """What the upstream answered a `request` (after the output guardrails: as the caller gets it)."""
 
     def evolve(self, **changes: Any) -> CallContext:
         return replace(self, **changes)

@@ -4,7 +4,9 @@ and the session's flow labels.
 A `block` finding refuses the call, and its audit record keeps the arguments
 with every match masked; `redact` replaces the match and the call goes on with
 the redacted arguments; `require_approval` sends the call to the approval queue
-with the finding as its reason; `flag` only records.
+with the finding as its reason; `flag` only records. An upstream resource,
+prompt or completion request has no input schema; its arguments (the URI, the
+prompt's arguments) are scanned under the rules matching its policy object.
 """
 
 from __future__ import annotations
@@ -46,16 +48,17 @@ class InputGuardrails:
                 self._validators[definition.name] = exc
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
-        validator = self._validators.get(call.tool_name)
-        if validator is None or isinstance(validator, SchemaError):
-            # A tool whose schema is broken cannot be checked, so it is not called (fail closed).
-            message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
-            return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
-        errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
-        if call.deferred:
-            errors = [e for e in errors if not _about_deferred(e, call.deferred)]
-        if errors:
-            return self._invalid(call, errors)
+        if call.request is None:
+            validator = self._validators.get(call.tool_name)
+            if validator is None or isinstance(validator, SchemaError):
+                # A tool whose schema is broken cannot be checked, so it is not called (fail closed).
+                message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
+                return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
+            errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
+            if call.deferred:
+                errors = [e for e in errors if not _about_deferred(e, call.deferred)]
+            if errors:
+                return self._invalid(call, errors)
         guard = self._guardrails.guard(call.tool_name)
         report = await self._guardrails.scan(guard, "arguments", call.arguments)
         findings = [_finding(f, self.name) for f in report.findings]

@@ -32,7 +32,7 @@ class PlanReview:
         self._visible = visible
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
-        if call.tool_name != PLAN_RUN:
+        if call.tool_name != PLAN_RUN or call.request is not None:
             return Continue(call)
         arguments = call.arguments
         if COVERS in arguments and call.approved is None:

@@ -3,7 +3,9 @@
 Audit is the onion layer around the stages, not a stage that can be skipped:
 the intent is committed before the execution stage runs (if it cannot be, the
 tool does not run) and the outcome after, whatever happened in between. Any
-exception in a stage becomes a recorded refusal.
+exception in a stage becomes a recorded refusal. A tool's own error result is
+turned into its `tool_failed` outcome only here, after the output guardrails
+scanned it like any other result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from gateway.audit import AuditRecord, AuditStore, redact_arguments
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
 from gateway.pipeline.context import CallContext, Continue, Stage, Stop
+from gateway.pipeline.execution import reported_error
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +39,22 @@ class Pipeline:
 
     async def run(self, call: CallContext) -> Outcome:
         """Run every stage in travel order and record the call (unless it is a dry run)."""
+        return (await self.settle(call))[1]
+
+    async def settle(self, call: CallContext) -> tuple[CallContext, Outcome]:
+        """`run`, also returning the final context (a request's `answer`, to be delivered only if the outcome is ok)."""
         started = time.perf_counter()
         call, outcome = await self.evaluate(call)
         if not call.execute or self._audit is None:
-            return outcome
-        record = self._record(call, outcome, "tool.call", (time.perf_counter() - started) * 1000)
+            return call, outcome
+        event = call.request.event if call.request else "tool.call"
+        record = self._record(call, outcome, event, (time.perf_counter() - started) * 1000)
         try:
             seq = await self._audit.append(record, call.statements)
         except AuditWriteError as exc:
             logger.error("audit write failed for call %s: %s", call.call_id, exc)
-            return _audit_unavailable(call, outcome)
-        return outcome.model_copy(update={"audit_id": seq})
+            return call, _audit_unavailable(call, outcome)
+        return call, outcome.model_copy(update={"audit_id": seq})
 
     async def evaluate(self, call: CallContext) -> tuple[CallContext, Outcome]:
         """Run the stages without recording the outcome; a dry run (`execute=False`) executes nothing."""
@@ -54,7 +62,8 @@ class Pipeline:
             if stage.executes and call.execute and self._audit is not None:
                 try:
                     # Not fsynced on its own: the outcome record's durable commit covers it (see append).
-                    await self._audit.append(self._record(call, None, "tool.intent", None), durable=False)
+                    intent = f"{call.request.kind}.intent" if call.request else "tool.intent"
+                    await self._audit.append(self._record(call, None, intent, None), durable=False)
                 except AuditWriteError as exc:
                     message = f"the call was not run because its audit record could not be written: {exc}"
                     return call, Outcome.refuse(OutcomeCode.AUDIT_UNAVAILABLE, message, stage="audit")
@@ -74,6 +83,8 @@ class Pipeline:
         result = call.result
         if result is None:
             return call, Outcome(code=OutcomeCode.OK, message="ok")
+        if result.is_error:
+            return call, reported_error(call, result)
         return call, Outcome(
             code=OutcomeCode.OK, message="ok", content=result.content, structured=result.structured, meta=result.meta
         )
@@ -81,7 +92,10 @@ class Pipeline:
     def _record(self, call: CallContext, outcome: Outcome | None, event: str, latency_ms: float | None) -> AuditRecord:
         decision = call.decision
         result_digest = result_bytes = None
-        if outcome is not None and outcome.ok and call.result is not None:
+        if outcome is not None and outcome.ok and call.answer is not None:
+            text = canonical_json(call.answer.model_dump(mode="json"))
+            result_digest, result_bytes = sha256_hex(text), len(text.encode())
+        elif outcome is not None and outcome.ok and call.result is not None:
             text = canonical_json({"content": call.result.content, "structured": call.result.structured})
             result_digest, result_bytes = sha256_hex(text), len(text.encode())
         if call.arguments_digest is not None:
@@ -116,7 +130,7 @@ class Pipeline:
 
 
 def _audit_unavailable(call: CallContext, outcome: Outcome) -> Outcome:
-    if call.result is not None and outcome.ok:
+    if (call.result is not None or call.answer is not None) and outcome.ok:
         message = "the tool ran but its outcome could not be recorded, so its result is withheld"
     else:
         message = "the call's audit record could not be written, so it was refused"

@@ -27,8 +27,10 @@ from gateway.outcomes import PolicyError
 from gateway.policy.conditions import Condition, ConditionSyntaxError, parse_condition
 
 _WHEN = re.compile(r",\s*when\s+")
-ACTIONS = frozenset({"call", "approve", "read", "get"})
-"""`call` a tool, `approve` someone's request, `read` a resource, `get` a prompt."""
+ACTIONS = frozenset({"call", "approve", "read", "get", "elicit", "sample"})
+"""`call` a tool, `approve` someone's request, `read` a resource, `get` a prompt; an upstream tool may
+`elicit` (ask the caller's user) or `sample` (use the caller's model) while it runs."""
+RELAY_ACTIONS = frozenset({"elicit", "sample"})
 
 
 class Effect(StrEnum):
@@ -146,6 +148,8 @@ def _parse_rule(line: str, where: str) -> Rule:
             approver = clause  # the older positional form
         else:
             raise ValueError(f"unknown clause {clause!r} (expected 'approver ROLE', 'quorum N' or 'when CONDITION')")
+    if effect == Effect.APPROVE and action in RELAY_ACTIONS:
+        raise ValueError(f"an {action!r} rule allows or denies; it cannot wait for an approval")
     if effect == Effect.APPROVE and not approver:
         raise ValueError("an 'approve' rule must name the approver role ('approver ROLE')")
     if effect != Effect.APPROVE and (approver or quorum != 1):

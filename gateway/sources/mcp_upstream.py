@@ -10,6 +10,14 @@ upstream sees only what its config gives it.
 
 Upstreams are spoken to in the handshake era (`mode="legacy"`): it is what
 servers in the field speak, and it delivers `tools/list_changed`.
+
+Elicitation and sampling: the connection is shared by every caller, so the
+gateway declares a capability to an upstream only when policy could let one of
+its tools use it (`offer`, from `pipeline/relay.py`); otherwise the upstream is
+never told yes. When it is told yes, the tools it lists only because of that
+are found by listing once more on a short-lived connection without the
+capability (`capability_needs`), so that a client lacking the capability is not
+shown them. Each relayed request is governed by the `Relay` the call brings.
 """
 
 from __future__ import annotations
@@ -82,6 +90,26 @@ class McpUpstream:
         self._retry_at = 0.0
         self._in_flight: dict[object, Relay | None] = {}
         """Calls waiting on this upstream, with their callers' back channels (for elicitation and sampling)."""
+        self._offered: frozenset[str] = frozenset()
+        """Client capabilities declared to this upstream: `elicitation`, `sampling` (none unless policy allows)."""
+        self.capability_needs: dict[str, frozenset[str]] = {}
+        """Tools (gateway names) this upstream lists only when told of these capabilities."""
+
+    def offer(self, *, elicitation: bool, sampling: bool) -> None:
+        """Set what the next connection declares; a change reconnects (the handshake is the only place to say it)."""
+        offered = frozenset(name for name, on in (("elicitation", elicitation), ("sampling", sampling)) if on)
+        if offered == self._offered:
+            return
+        self._offered = offered
+        if self._client is not None and self._tasks is not None:
+            self._tasks.start_soon(self._reconnect)
+
+    async def _reconnect(self) -> None:
+        async with self._connect_lock:
+            if self._disconnect is not None:
+                self._disconnect.set()
+            self._client = None
+            await self._connect()
 
     # --- lifecycle -------------------------------------------------------
 
@@ -219,9 +247,10 @@ class McpUpstream:
         started = False
         reconnect = self._status != "starting"
         try:
-            async with self._open_client() as client:
+            async with self._open_client(self._offered) as client:
                 tools = await _list_all_tools(client)
-                self._install(tools)
+                needs = await self._capability_needs(tools)
+                self._install(tools, needs)
                 await self._list_resources_and_prompts(client)
                 self._client, self._disconnect = client, disconnect
                 self._status, self._detail, self._failures = "ok", "", 0
@@ -238,15 +267,16 @@ class McpUpstream:
             if self._disconnect is disconnect:
                 self._client = None
 
-    def _open_client(self) -> Client:
+    def _open_client(self, capabilities: frozenset[str], *, probe: bool = False) -> Client:
         options: dict[str, Any] = {
-            "message_handler": self._on_message,
+            "message_handler": _ignore if probe else self._on_message,
             "client_info": types.Implementation(name="portcullis", version=__version__),
-            # Declared so that upstream tools which ask the user or the model are listed;
-            # the requests are relayed to the calling client when its connection allows.
-            "elicitation_callback": self._elicit,
-            "sampling_callback": self._sample,
         }
+        # The SDK declares a capability exactly when its callback is given.
+        if "elicitation" in capabilities:
+            options["elicitation_callback"] = self._elicit
+        if "sampling" in capabilities:
+            options["sampling_callback"] = self._sample
         if self.config.stdio is not None:
             stdio = self.config.stdio
             env = {name: os.environ[name] for name in stdio.inherit_env if name in os.environ}
@@ -259,7 +289,8 @@ class McpUpstream:
                 command, args = ENV_PROGRAM, ["-i", *(f"{k}={v}" for k, v in env.items()), command, *args]
             params = StdioServerParameters(command=command, args=args, env=env, cwd=str(cwd or self._root))
             return Client(params, mode="legacy", cache=None, **options)
-        assert self.config.http is not None  # noqa: S101 - guaranteed by UpstreamConfig's validator
+        if self.config.http is None:  # UpstreamConfig's validator requires stdio or http
+            raise UpstreamError(f"upstream {self.namespace} has neither stdio nor http settings")
         session = httpx2.AsyncClient(headers=self.config.http.headers, timeout=self.config.timeout_seconds)
         transport = streamable_http_client(self.config.http.url, http_client=session)
         return Client(transport, mode="legacy", cache=None, **options)
@@ -283,12 +314,39 @@ class McpUpstream:
             prompts = await _all_pages(client.list_prompts, "prompts")
         self.resources, self.resource_templates, self.prompts = resources, templates, prompts
 
+    async def _capability_needs(self, tools: list[types.Tool]) -> dict[str, frozenset[str]]:
+        """Which tools appear only because a capability was declared: list again without each one.
+
+        One short-lived extra connection per declared capability (in parallel), only when one is
+        declared. A probe that fails leaves the tools unmarked (they stay listed; their requests
+        are still governed by policy and guardrails).
+        """
+        needs: dict[str, set[str]] = {}
+        listed = {tool.name for tool in tools}
+
+        async def probe(capability: str) -> None:
+            try:
+                with anyio.fail_after(self.config.connect_timeout_seconds):
+                    async with self._open_client(self._offered - {capability}, probe=True) as client:
+                        without = {tool.name for tool in await _list_all_tools(client)}
+            except Exception as exc:  # seam: a probe can fail in every way a connection can
+                logger.warning("upstream %s: listing tools without %s failed: %s", self.namespace, capability, exc)
+                return
+            for name in listed - without:
+                needs.setdefault(f"{self.namespace}.{name}", set()).add(capability)
+
+        async with anyio.create_task_group() as probes:
+            for capability in sorted(self._offered):
+                probes.start_soon(probe, capability)
+        return {name: frozenset(capabilities) for name, capabilities in needs.items()}
+
     async def _relist(self) -> None:
         client = self._client
         if client is None:
             return
         try:
-            self._install(await _list_all_tools(client))
+            tools = await _list_all_tools(client)
+            self._install(tools, await self._capability_needs(tools))
         except Exception as exc:  # seam: a failing re-list leaves the previous catalog in place
             logger.warning("upstream %s: re-listing tools failed: %s", self.namespace, exc)
             return
@@ -298,7 +356,7 @@ class McpUpstream:
         if self._on_change is not None:
             await self._on_change()
 
-    def _install(self, tools: list[types.Tool]) -> None:
+    def _install(self, tools: list[types.Tool], needs: dict[str, frozenset[str]]) -> None:
         definitions: dict[str, ToolDefinition] = {}
         original: dict[str, str] = {}
         for tool in tools:
@@ -314,7 +372,7 @@ class McpUpstream:
                 timeout_seconds=self.config.timeout_seconds,
             )
             original[name] = tool.name
-        self._tools, self._original = definitions, original
+        self._tools, self._original, self.capability_needs = definitions, original, needs
 
     async def _failed(self, detail: str) -> None:
         self._down(detail)
@@ -328,6 +386,10 @@ class McpUpstream:
         self._retry_at = time.monotonic() + backoff
         self._status, self._detail = "down", detail
         logger.warning("upstream %s is down (%s); restart allowed in %.1f s", self.namespace, detail, backoff)
+
+
+async def _ignore(message: types.ServerNotification | Exception) -> None:
+    """A probe connection's notifications (it lives for one listing) are not the upstream's news."""
 
 
 async def _list_all_tools(client: Client) -> list[types.Tool]:

@@ -60,10 +60,12 @@ def connect(request: pytest.FixtureRequest, e2e_config: Path, serve_http: Callab
 
 @pytest.fixture(scope="session")
 def proxy_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A deployment proxying the toy upstream (new tools allowed: pinning is tested elsewhere)."""
+    """A deployment proxying the toy upstream (new tools allowed: pinning is tested elsewhere); its tools
+    may ask alice's user and model (elicitation and sampling are relayed only where policy allows)."""
     return make_deployment(
         tmp_path_factory.mktemp("proxy") / "deployment",
-        extra_policy="p, role:support, toy.*, call, allow\n",
+        extra_policy="p, role:support, toy.*, call, allow\np, role:support, toy.*, elicit, allow\n"
+        "p, role:support, toy.*, sample, allow\n",
         changes={"upstreams": [toy_upstream(timeout_seconds=20)], "tools": {"new_tools": "allow"}},
     )
 
