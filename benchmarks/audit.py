@@ -28,7 +28,8 @@ from gateway import Gateway
 from gateway.audit import AuditQuery, AuditRecord, AuditStore, open_readonly, query_records, verify_file
 from gateway.config import load_config
 from gateway.ids import new_id
-from gateway.pipeline import CallContext, Caller, Pipeline, build_stages
+from gateway.pipeline import CallContext, Caller, Pipeline
+from gateway.pipeline.assembly import build_stages
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_TOOL = '''

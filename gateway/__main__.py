@@ -1,3 +1,6 @@
+"""`python -m gateway`: the `portcullis` command line."""
+
 from gateway.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

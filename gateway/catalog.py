@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gateway.outcomes import ConfigError
-from gateway.sources.base import ToolDefinition, ToolSource
+from gateway.sources.base import ToolSource
 from gateway.sources.pins import PinStatus, ToolLock
+from gateway.tool_types import ToolDefinition
 
 PINNED_KINDS = frozenset({"mcp"})
 

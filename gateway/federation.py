@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import mcp.types as types
 
-from gateway.pipeline.context import Request
+from gateway.calls import Governed, Request
 from gateway.sources.mcp_upstream import McpUpstream
+
+__all__ = ["Federation", "Governed", "PromptRoute", "ResourceRoute", "template_matches"]
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,6 @@ class PromptRoute:
     @property
     def policy_object(self) -> str:
         return f"{self.upstream.namespace}.{self.name}"
-
-
-@dataclass(frozen=True)
-class Governed:
-    """A request for the pipeline: its policy object (the call's `tool_name`), arguments and `Request`."""
-
-    target: str
-    arguments: dict[str, Any]
-    request: Request
 
 
 class Federation:

@@ -19,12 +19,12 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
+from gateway.calls import Caller
 from gateway.canonical import digest
-from gateway.gateway import Gateway
 from gateway.ids import new_id
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline import Caller
-from gateway.sources.base import ToolDefinition
+from gateway.ports import Front
+from gateway.tool_types import ToolDefinition
 
 R = TypeVar("R", bound=BaseModel)
 SERVER_NAME = "portcullis"
@@ -35,14 +35,14 @@ ERROR_META_KEY = "portcullis/error"
 
 
 def build_server(
-    gateway: Gateway,
+    gateway: Front,
     *,
     transport: str,
     stdio_subject: str | None = None,
     stdio_auth: str = "stdio",
     version: str = "",
 ) -> Server:
-    """A low-level MCP server whose every tool call goes through `gateway`."""
+    """A low-level MCP server whose every request goes through `gateway` (its door and its listings)."""
 
     stdio_session = new_id() if transport == "stdio" else None  # one stdio process serves one client
     session_ids: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
@@ -62,7 +62,7 @@ def build_server(
 
     def caller(ctx: ServerRequestContext[Any]) -> Caller:
         name, client_version = _client_info(ctx)
-        tenant = gateway.config.identity.default_tenant
+        tenant = gateway.snapshot.config.identity.default_tenant
         granted: tuple[str, ...] = ()
         if transport == "stdio":
             subject, auth = stdio_subject, stdio_auth
@@ -92,7 +92,7 @@ def build_server(
         who = caller(ctx)
         tools = gateway.visible_tools(who.subject, who.granted_roles)
         can = _relayable(ctx)
-        needs = {name: need for up in gateway.sources.upstreams() for name, need in up.capability_needs.items()}
+        needs = gateway.capability_needs()
         # An upstream tool listed only because the gateway declared elicitation or sampling would fail
         # for a client that cannot answer such requests: it is not shown to that client.
         return types.ListToolsResult(tools=[to_mcp_tool(d) for d in tools if needs.get(d.name, frozenset()) <= can])
@@ -125,32 +125,33 @@ def build_server(
     async def list_resources(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        return types.ListResourcesResult(resources=gateway.visible_resources(caller(ctx)))
+        return types.ListResourcesResult(resources=gateway.resources.visible_resources(caller(ctx)))
 
     async def list_resource_templates(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        return types.ListResourceTemplatesResult(resource_templates=gateway.visible_resource_templates(caller(ctx)))
+        templates = gateway.resources.visible_resource_templates(caller(ctx))
+        return types.ListResourceTemplatesResult(resource_templates=templates)
 
     async def read_resource(
         ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        outcome, result = await gateway.read_resource(caller(ctx), str(params.uri))
+        outcome, result = await gateway.resources.read_resource(caller(ctx), str(params.uri))
         return _or_raise(outcome, result)
 
     async def list_prompts(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        return types.ListPromptsResult(prompts=gateway.visible_prompts(caller(ctx)))
+        return types.ListPromptsResult(prompts=gateway.resources.visible_prompts(caller(ctx)))
 
     async def get_prompt(ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams) -> types.GetPromptResult:
-        outcome, result = await gateway.get_prompt(caller(ctx), params.name, params.arguments)
+        outcome, result = await gateway.resources.get_prompt(caller(ctx), params.name, params.arguments)
         return _or_raise(outcome, result)
 
     async def complete(ctx: ServerRequestContext[Any], params: types.CompleteRequestParams) -> types.CompleteResult:
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = params.context.arguments if params.context is not None else None
-        outcome, result = await gateway.complete(caller(ctx), params.ref, argument, context)
+        outcome, result = await gateway.resources.complete(caller(ctx), params.ref, argument, context)
         return _or_raise(outcome, result)
 
     # Tell clients when the catalog changes: handshake-era sessions that listed tools get

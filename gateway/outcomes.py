@@ -8,7 +8,7 @@ not an error in it. Exceptions are reserved for faults::
      +-- PolicyError        a policy file is invalid or a decision cannot be made
      +-- AuditWriteError    the audit record could not be committed (fail closed)
      +-- ToolLoadError      a tool module cannot be imported or described
-     +-- UpstreamError      an upstream MCP server or HTTP API failed (sources/base.py)
+     +-- UpstreamError      an upstream MCP server or HTTP API failed
 
 Every fault carries the `OutcomeCode` a caller sees when it surfaces in a call.
 """
@@ -131,3 +131,9 @@ class AuditWriteError(PortcullisError):
     """The audit store could not commit a record."""
 
     code = OutcomeCode.AUDIT_UNAVAILABLE
+
+
+class UpstreamError(PortcullisError):
+    """An upstream cannot be reached, crashed, or answered with something that is not MCP."""
+
+    code = OutcomeCode.UPSTREAM_UNAVAILABLE

@@ -12,28 +12,30 @@ from mcp.server.stdio import stdio_server
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.gateway import Gateway
 from gateway.http_auth import BearerVerifier
 from gateway.mcp_server import build_server
+from gateway.ports import Served
 from gateway.version import __version__
 
 
-async def serve_stdio(gateway: Gateway, subject: str, how: str = "stdio") -> None:
+async def serve_stdio(gateway: Served, subject: str, how: str = "stdio") -> None:
     """Serve one stdio client as `subject`; `how` (stdio:os_user, stdio:--as, stdio:env) goes to the audit log."""
     server = build_server(gateway, transport="stdio", stdio_subject=subject, stdio_auth=how, version=__version__)
     async with gateway, stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options(NotificationOptions(tools_changed=True)))
 
 
-def build_http_app(gateway: Gateway, host: str, port: int) -> Starlette:
+def build_http_app(gateway: Served, host: str, port: int) -> Starlette:
     config = gateway.snapshot.config
     base = (config.server.public_url or f"http://{host}:{port}").rstrip("/")
     server = build_server(gateway, transport="http", version=__version__)
     app = server.streamable_http_app(
         streamable_http_path=config.server.path,
         host=host,
-        auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}{config.server.path}"),
-        token_verifier=BearerVerifier(lambda: gateway.config.identity, config.root, gateway.record_auth_failure),
+        auth=AuthSettings.model_validate({"issuer_url": base, "resource_server_url": f"{base}{config.server.path}"}),
+        token_verifier=BearerVerifier(
+            lambda: gateway.snapshot.config.identity, config.root, gateway.record_auth_failure
+        ),
     )
     # The gateway starts and stops inside the app's lifespan: uvicorn re-raises SIGTERM
     # after serve() returns, so code placed after it would never record the shutdown.
@@ -74,7 +76,7 @@ class AuditMissingCredentials:
         await self.app(scope, receive, watch)
 
 
-async def serve_http(gateway: Gateway, host: str, port: int) -> None:
+async def serve_http(gateway: Served, host: str, port: int) -> None:
     app = build_http_app(gateway, host, port)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
     await server.serve()

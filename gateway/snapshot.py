@@ -2,7 +2,8 @@
 
 Every call takes the snapshot once at its start, so it is decided by exactly
 one policy version and one catalog, and its audit record names them. A change
-(an upstream's tool list) builds a complete new snapshot and swaps one reference.
+builds a complete new snapshot and swaps one reference: a reload reads the files
+again (`build`); an upstream's changed tool list keeps everything else (`rebuilt`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from gateway.guardrails import Guardrails, GuardrailsConfig
 from gateway.guardrails.definitions import inspect_definition
 from gateway.outcomes import Decision, PolicyError
 from gateway.policy import PolicyEngine
-from gateway.sources.base import ToolDefinition, ToolSource
+from gateway.sources.base import ToolSource
 from gateway.sources.pins import ToolLock
 from gateway.sources.registry import SourceSet
+from gateway.tool_types import ToolDefinition
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,28 @@ class Snapshot:
 
     @classmethod
     def build(cls, config: GatewayConfig, policy: PolicyEngine, sources: tuple[ToolSource, ...]) -> Snapshot:
-        path = config.resolve(config.guardrails) if config.guardrails is not None else None
+        """A snapshot of `config`'s guardrails file and tool lock as they are on disk now."""
+        path = guardrails_file(config)
         settings = load_model(path, GuardrailsConfig) if path is not None else GuardrailsConfig()
+        return cls.assemble(config, policy, settings, ToolLock.load(config.resolve(config.tools.lock)), sources)
+
+    def rebuilt(self, sources: tuple[ToolSource, ...]) -> Snapshot:
+        """This snapshot's configuration, policy, guardrail settings and pins over the sources' current tools.
+
+        An upstream's tools changed: the catalog is rebuilt and pins re-checked, but nothing is
+        read from disk, so an edited guardrails file or tool lock waits for a reload (and its record).
+        """
+        return self.assemble(self.config, self.policy, self.guardrails.config, self.catalog.lock, sources)
+
+    @classmethod
+    def assemble(
+        cls,
+        config: GatewayConfig,
+        policy: PolicyEngine,
+        settings: GuardrailsConfig,
+        lock: ToolLock,
+        sources: tuple[ToolSource, ...],
+    ) -> Snapshot:
         checks = settings.definitions
         check = None
         if checks.enabled:
@@ -46,9 +68,9 @@ class Snapshot:
                 )
                 return inspect_definition(definition.name, shown, others)
 
-        lock = ToolLock.load(config.resolve(config.tools.lock))
         catalog = Catalog(sources, lock, config.tools.new_tools, check)
         check_condition_fields(policy, catalog)
+        path = guardrails_file(config)
         base = path.parent if path is not None else config.root
         guardrails = Guardrails(settings, base, config.root, catalog)
         version = digest(
@@ -79,6 +101,10 @@ class Snapshot:
     @classmethod
     def from_path(cls, path: Path | str) -> Snapshot:
         return cls.load(load_config(path))
+
+
+def guardrails_file(config: GatewayConfig) -> Path | None:
+    return config.resolve(config.guardrails) if config.guardrails is not None else None
 
 
 def load_policy(config: GatewayConfig) -> PolicyEngine:

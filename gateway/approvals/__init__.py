@@ -5,8 +5,9 @@ from gateway.approvals.requests import (
     ApprovalRequest,
     ApprovalStatus,
     decisions,
+    later,
     list_requests,
     pending_request,
 )
 
-__all__ = ["TERMINAL", "ApprovalRequest", "ApprovalStatus", "decisions", "list_requests", "pending_request"]
+__all__ = ["TERMINAL", "ApprovalRequest", "ApprovalStatus", "decisions", "later", "list_requests", "pending_request"]

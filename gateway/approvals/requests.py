@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -86,6 +87,11 @@ class ApprovalRequest(BaseModel):
                 canonical_json(self.roles),
             ),
         )
+
+
+def later(seconds: float) -> str:
+    """The time `seconds` from now, in the store's ISO form (expiry and execution windows)."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def pending_request(

@@ -18,21 +18,19 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-import anyio.to_thread
 import httpx
 
-from gateway.approvals.requests import ApprovalRequest, ApprovalStatus, list_requests
-from gateway.audit import AuditRecord, StaleState, Statement, open_readonly, redact_arguments, utc_now
+from gateway.approvals.requests import ApprovalRequest, ApprovalStatus, later
+from gateway.audit import AuditRecord, StaleState, Statement, redact_arguments, utc_now
+from gateway.calls import Caller
 from gateway.canonical import canonical_json, digest
+from gateway.config import GatewayConfig
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
-
-if TYPE_CHECKING:
-    from gateway.gateway import Gateway
-    from gateway.pipeline import Caller
+from gateway.policy import PolicyEngine
+from gateway.ports import ApprovalReads, AuditSink, CurrentSnapshot, Door, Spawn
 
 logger = logging.getLogger(__name__)
 
@@ -47,48 +45,44 @@ class ApprovalError(Exception):
         super().__init__(message)
 
 
-def later(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 class ApprovalService:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    """Deciding, notifying, executing and waiting, for every channel (MCP tools, CLI) alike.
+
+    It runs an approved call through the `door` it is given, decides with the policy of the
+    `current` snapshot, and writes every transition with its record through `audit`.
+    """
+
+    def __init__(self, current: CurrentSnapshot, door: Door, audit: AuditSink, reads: ApprovalReads) -> None:
+        self._current = current
+        self._door = door
+        self._audit = audit
+        self._reads = reads
+
+    @property
+    def _policy(self) -> PolicyEngine:
+        return self._current.snapshot.policy
+
+    @property
+    def _config(self) -> GatewayConfig:
+        return self._current.snapshot.config
 
     # --- reading --------------------------------------------------------
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
-        found = await self._read(lambda c: list_requests(c, request_id=request_id))
-        return found[0] if found else None
+        return await self._reads.approval(request_id)
 
     async def by_status(self, status: ApprovalStatus | None) -> list[ApprovalRequest]:
-        return await self._read(lambda c: list_requests(c, status))
-
-    async def _read(self, query: Callable[[Any], Any]) -> Any:
-        path = self._gateway.audit.path
-
-        def run() -> Any:
-            if not path.exists():
-                return []
-            connection = open_readonly(path)
-            try:
-                return query(connection)
-            finally:
-                connection.close()
-
-        return await anyio.to_thread.run_sync(run)
+        return await self._reads.approvals(status)
 
     def may_see(self, caller: Caller, request: ApprovalRequest) -> bool:
         """The requester, its approvers, and whoever policy lets `read` the queue (`gateway.approvals`): auditors."""
         if caller.subject == request.subject or self.may_approve(caller, request):
             return True
-        seeing = self._gateway.policy.decide(
-            caller.subject or "", "gateway.approvals", "read", granted=caller.granted_roles
-        )
+        seeing = self._policy.decide(caller.subject or "", "gateway.approvals", "read", granted=caller.granted_roles)
         return seeing.decision is Decision.ALLOW
 
     def may_approve(self, approver: Caller, request: ApprovalRequest) -> bool:
-        policy = self._gateway.policy
+        policy = self._policy
         roles = policy.roles_for(approver.subject or "", approver.granted_roles)
         permitted = policy.decide(approver.subject or "", request.tool, "approve", granted=approver.granted_roles)
         return request.approver_role in roles and permitted.decision is not Decision.DENY
@@ -144,13 +138,14 @@ class ApprovalService:
         if decision == "deny":
             statements.append(
                 Statement(
-                    "UPDATE approval_requests SET status = 'denied', finished_at = ? WHERE id = ? AND status = 'pending'",
+                    "UPDATE approval_requests SET status = 'denied', finished_at = ?"
+                    " WHERE id = ? AND status = 'pending'",
                     (now, request_id),
                     expect_rows=1,
                 )
             )
         else:
-            window = self._gateway.config.approvals.execution_window_seconds
+            window = self._config.approvals.execution_window_seconds
             # Quorum in SQL, in the same transaction: two last approvals at once cannot both miss it.
             statements.append(
                 Statement(
@@ -162,7 +157,7 @@ class ApprovalService:
             )
         record = self._record(f"approval.{decision}", request, approver, comment)
         try:
-            await self._gateway.audit.append(record, statements)
+            await self._audit.append(record, statements)
         except AuditWriteError as exc:
             if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
                 raise ApprovalError("already_decided", f"{approver.subject} already decided on {request_id}") from exc
@@ -176,7 +171,7 @@ class ApprovalService:
         self, request: ApprovalRequest, approver: Caller, arguments: dict[str, Any], now: str
     ) -> list[Statement]:
         """Statements replacing the request's arguments, after policy and guardrails accept them for the requester."""
-        report = await self._gateway.check(request.subject, request.tool, arguments, granted=tuple(request.roles))
+        report = await self._door.check(request.subject, request.tool, arguments, granted=tuple(request.roles))
         if report.outcome not in (OutcomeCode.OK.value, OutcomeCode.APPROVAL_REQUIRED.value):
             raise ApprovalError("edit_refused", f"the edited call would be refused: {report.outcome}: {report.message}")
         previous = {
@@ -203,19 +198,18 @@ class ApprovalService:
 
     async def notify(self, request_id: str) -> None:
         """POST the new pending request to the webhook, signed, with retries; a failure is audited, never raised."""
-        webhook = self._gateway.config.approvals.webhook
+        config = self._config
+        webhook = config.approvals.webhook
         request = await self.get(request_id)
         if webhook is None or request is None:
             return
-        secret_keys = self._gateway.config.audit.secret_keys
+        secret_keys = config.audit.secret_keys
         payload = {
             "event": "approval.pending",
             "approval_id": request.id,
             "tool": request.tool,
             "requester": request.subject,
-            "arguments": redact_arguments(
-                request.arguments, secret_keys, self._gateway.audit.salt, self._gateway.config.audit.personal_keys
-            ),
+            "arguments": redact_arguments(request.arguments, secret_keys, self._audit.salt, config.audit.personal_keys),
             "reasons": request.reasons,
             "approver_role": request.approver_role,
             "approvals_required": request.approvals_required,
@@ -245,13 +239,13 @@ class ApprovalService:
             "approval.webhook_failed", request, None, None, {"problem": problem, "attempts": webhook.retries + 1}
         )
         try:
-            await self._gateway.audit.append(record)
+            await self._audit.append(record)
         except AuditWriteError:
             logger.exception("could not record the failed webhook for %s", request.id)
 
     # --- executing ----------------------------------------------------------
 
-    async def run_approved(self, spawn: Callable[..., Any] | None = None) -> None:
+    async def run_approved(self, spawn: Spawn | None = None) -> None:
         """Claim and run every approved request whose window is open; with `spawn`, each in its own task
         (so one slow tool does not hold up the queue; the claim keeps each to one run)."""
         for request in await self.by_status(ApprovalStatus.APPROVED):
@@ -268,8 +262,7 @@ class ApprovalService:
             logger.exception("running approved request %s failed", request.id)
 
     async def _execute(self, request: ApprovalRequest) -> None:
-        gateway = self._gateway
-        live = gateway.snapshot.catalog.get(request.tool)
+        live = self._current.snapshot.catalog.get(request.tool)
         if live is None or live[0].definition_hash != request.definition_hash:
             await self._transition(
                 request, "approved", "cancelled", "approval.cancelled", {"reason": "the tool's definition changed"}
@@ -278,7 +271,7 @@ class ApprovalService:
         claimed = await self._transition(request, "approved", "executing", "approval.executing", {}, open_window=True)
         if not claimed:
             return
-        outcome = await gateway.run_approved(request)
+        outcome = await self._door.run_approved(request)
         result = {
             "code": outcome.code.value,
             "message": outcome.message,
@@ -332,7 +325,7 @@ class ApprovalService:
             params.append(now)
         record = self._record(event, request, None, None, detail)
         try:
-            await self._gateway.audit.append(record, [Statement(sql, params, expect_rows=1)])
+            await self._audit.append(record, [Statement(sql, params, expect_rows=1)])
         except StaleState:
             return False
         return True
@@ -341,7 +334,7 @@ class ApprovalService:
 
     async def wait(self, request_id: str, timeout: float, progress: Progress | None = None) -> ApprovalRequest | None:
         """Wait until the request is finished (or `timeout`), telling `progress` what it waits for."""
-        poll = self._gateway.config.approvals.poll_seconds
+        poll = self._config.approvals.poll_seconds
         request = await self.get(request_id)
         with anyio.move_on_after(timeout):
             ticks = 0
@@ -354,6 +347,20 @@ class ApprovalService:
                 ticks += 1
                 request = await self.get(request_id)
         return request
+
+    async def quick_answer(self, outcome: Outcome, progress: Progress | None, spawn: Spawn | None) -> Outcome:
+        """Wait a little (`approvals.wait_seconds`) for the decision and the run, so an approved call answers
+        in the same call; the webhook is told of the new request in the background (`spawn`), never on the path."""
+        approval_id = outcome.data.get("approval_id")
+        if outcome.code is not OutcomeCode.APPROVAL_REQUIRED or not approval_id:
+            return outcome
+        config = self._config.approvals
+        if spawn is not None and config.webhook is not None:
+            spawn(self.notify, approval_id)
+        request = await self.wait(approval_id, config.wait_seconds, progress)
+        if request is None:
+            return outcome
+        return self.outcome_of(request).model_copy(update={"audit_id": outcome.audit_id})
 
     def outcome_of(self, request: ApprovalRequest) -> Outcome:
         """What a waiter gets: the executed call's real result, the denial, or 'still pending'."""
@@ -402,12 +409,12 @@ class ApprovalService:
             event=event,
             call_id=request.call_id,
             subject=actor.subject if actor else None,
-            roles=tuple(self._gateway.policy.roles_for(actor.subject or "", actor.granted_roles)) if actor else (),
+            roles=tuple(self._policy.roles_for(actor.subject or "", actor.granted_roles)) if actor else (),
             auth=actor.auth if actor else "gateway",
             tool=request.tool,
             definition_hash=request.definition_hash,
             arguments_digest=request.arguments_digest,
-            policy_version=self._gateway.policy.version,
+            policy_version=self._policy.version,
             approval_id=request.id,
             outcome=event.split(".", 1)[1],
             message=comment,
@@ -416,4 +423,5 @@ class ApprovalService:
 
 
 def request_json(request: ApprovalRequest) -> dict[str, Any]:
-    return json.loads(request.model_dump_json())
+    shown: dict[str, Any] = json.loads(request.model_dump_json())
+    return shown

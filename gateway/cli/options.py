@@ -15,10 +15,10 @@ from typing import Any, Literal, TypeVar
 import click
 
 from gateway.audit import parse_since
+from gateway.calls import Caller
 from gateway.config import GatewayConfig, load_config
-from gateway.gateway import Gateway
+from gateway.gateway import Gateway, Mode
 from gateway.outcomes import ConfigError
-from gateway.pipeline import Caller
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,11 +129,15 @@ def load(config_path: Path) -> GatewayConfig:
         raise click.ClickException("invalid configuration:\n  " + "\n  ".join(exc.problems)) from exc
 
 
-def load_gateway(config_path: Path) -> Gateway:
-    """The deployment's gateway, not yet started (nothing contacted, nothing recorded)."""
+def load_gateway(config_path: Path, mode: Mode = "admin") -> Gateway:
+    """The deployment's gateway, not yet started (nothing contacted, nothing recorded).
+
+    Every command but `serve` opens an administrative session: started, it runs the command's own
+    calls only (no approval queue worker, no interruption of plan runs, no timers).
+    """
     config = load(config_path)
     try:
-        return Gateway(config)
+        return Gateway(config, mode)
     except ConfigError as exc:
         raise click.ClickException("invalid deployment:\n  " + "\n  ".join(exc.problems)) from exc
 

@@ -10,6 +10,7 @@ import anyio
 import click
 
 from gateway.audit import open_readonly
+from gateway.calls import Caller
 from gateway.cli.options import (
     config_option,
     echo_json,
@@ -21,7 +22,6 @@ from gateway.cli.options import (
     subject_option,
 )
 from gateway.gateway import Gateway
-from gateway.pipeline import Caller
 from gateway.planner import Plan, validate
 from gateway.planner.runs import list_runs, read_run
 from gateway.planner.tools import render_preview
@@ -51,7 +51,7 @@ def _caller(gateway: Gateway, chosen: str | None) -> Caller:
 
 
 def _checked(gateway: Gateway, data: Any, caller: Caller) -> Plan:
-    checked, problems = validate(data, lambda tool: gateway.plan_tool(caller, tool))
+    checked, problems = validate(data, lambda tool: gateway.planner.plan_tool(caller, tool))
     if checked is None:
         lines = "\n  ".join(f"{p.path}: {p.message}" for p in problems)
         raise click.ClickException(f"the plan is not valid:\n  {lines}")
@@ -104,6 +104,9 @@ def preview(config_path: Path, file: Path, chosen: str | None, as_json: bool) ->
 @json_option
 def run(config_path: Path, file: Path, chosen: str | None, wait: float, as_json: bool) -> None:
     """Run a plan through the gateway as SUBJECT (the same pipeline, approval queue and audit as MCP).
+
+    The command is an administrative session: it runs this plan only; a serving gateway executes
+    approved requests (this plan's, once approved, included).
 
     When steps need approval, one request covers the plan: this prints its id (exit 2), or with
     --wait waits for the decision and the run. SUBJECT is the one your OS user maps to

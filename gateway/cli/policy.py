@@ -125,7 +125,7 @@ def lint_policy(config_path: Path, as_json: bool) -> None:
     """
     gateway = load_gateway(config_path)
     catalog = gateway.snapshot.catalog
-    others = {f"{route.upstream.namespace}.{route.uri}" for route, _ in gateway.federation.resources()}
+    others = {f"{route.upstream.namespace}.{route.uri}" for route, _ in gateway.resources.federation.resources()}
     findings = lint(gateway.policy, {d.name for d in catalog.all_definitions()}, others)
     if as_json:
         echo_json([f.model_dump() for f in findings])

@@ -42,7 +42,7 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("casbin").setLevel(logging.WARNING)
-    gateway = load_gateway(config_path)
+    gateway = load_gateway(config_path, mode="server")
     config = gateway.config
     if transport == "stdio":
         from_env = os.environ.get("PORTCULLIS_SUBJECT")

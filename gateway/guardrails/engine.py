@@ -25,12 +25,12 @@ from typing import Any
 
 import anyio
 
-from gateway.catalog import Catalog
 from gateway.config import load_model
 from gateway.guardrails.config import SEVERITY, GuardrailsConfig
 from gateway.guardrails.detectors import BUILTIN, GROUPS, Detector, Direction, Hit, Where
 from gateway.guardrails.text import Normalised, normalise
 from gateway.outcomes import ConfigError
+from gateway.tool_types import ToolListing as Catalog
 
 KIND_KEYWORD = "x-portcullis-kind"
 """A vendor keyword in an input schema property naming its kind (`url`, `path`, `command`, `email`)."""

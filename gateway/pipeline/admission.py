@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.config import LimitsConfig
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 
 
 class Admission:

@@ -10,11 +10,10 @@ from typing import ClassVar
 
 from mcp import types
 
-from gateway.approvals import pending_request
-from gateway.approvals.service import later
+from gateway.approvals.requests import later, pending_request
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 
 CONSENT = "consent"
 """The approver 'role' meaning: the user making the call confirms it themselves."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.calls import CallContext, Continue, Request, Stop
 from gateway.catalog import Catalog
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Request, Stop
 from gateway.policy import PolicyDecision, PolicyEngine
 
 

@@ -10,14 +10,16 @@ from typing import ClassVar
 
 import anyio
 
+from gateway.calls import ActingFor, ActsForCaller, CallContext, Continue, Finding, Request, Stop
 from gateway.catalog import Catalog
 from gateway.config import GatewayConfig
 from gateway.guardrails.addresses import AddressRefused
-from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Request, Stop
+from gateway.outcomes import Outcome, OutcomeCode, UpstreamError
 from gateway.pipeline.output_guardrails import FINDINGS_META_KEY
-from gateway.pipeline.relay import AuditSink, governed_relay
-from gateway.sources.base import ToolContext, ToolResult, UpstreamError
+from gateway.pipeline.relay import governed_relay
+from gateway.ports import AuditSink
+from gateway.tool_api import ToolContext
+from gateway.tool_types import ToolResult
 
 
 class Execution:
@@ -48,19 +50,23 @@ class Execution:
             call_id=call.call_id,
             progress=call.progress,
             relay=governed_relay(call, source, self._audit),
-            extra={"caller": call.caller, "approved": call.approved},
         )
         try:
             with anyio.fail_after(timeout):
-                result = await source.call(definition, call.arguments, context)
+                if isinstance(source, ActsForCaller):  # the gateway's own tools act for the caller
+                    acting = ActingFor(call.caller, call.approved)
+                    result = await source.call_for(acting, definition, call.arguments, context)
+                else:
+                    result = await source.call(definition, call.arguments, context)
         except TimeoutError:
             message = f"{definition.name} did not finish within {timeout:g} s"
             return Stop(call, Outcome.refuse(OutcomeCode.TIMEOUT, message, stage=self.name, timeout_seconds=timeout))
         except AddressRefused as exc:
             # An HTTP tool's connection (or a redirect) led to an address it may not reach.
-            finding = {"rule": exc.rule, "message": str(exc), "stage": self.name, "action": "block"}
-            outcome = Outcome.refuse(OutcomeCode.GUARDRAIL_BLOCKED, str(exc), stage=self.name, findings=[finding])
-            return Stop(call.evolve(findings=(*call.findings, Finding(**finding))), outcome)
+            finding = Finding(rule=exc.rule, message=str(exc), stage=self.name, action="block")
+            shown = finding.model_dump(include={"rule", "message", "stage", "action"})
+            outcome = Outcome.refuse(OutcomeCode.GUARDRAIL_BLOCKED, str(exc), stage=self.name, findings=[shown])
+            return Stop(call.evolve(findings=(*call.findings, finding)), outcome)
         except UpstreamError as exc:
             return Stop(call, Outcome.refuse(OutcomeCode.UPSTREAM_UNAVAILABLE, str(exc), stage=self.name))
         except Exception as exc:  # seam: a tool may raise anything; the gateway keeps serving

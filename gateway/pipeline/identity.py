@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.calls import CallContext, Continue, Stop
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Stop
 from gateway.policy import PolicyEngine
 
 

@@ -19,13 +19,13 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.catalog import Catalog
 from gateway.guardrails import Guardrails
 from gateway.guardrails.engine import Flagged, ScanReport
 from gateway.guardrails.flows import FlowTracker, flow_key
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 
 MAX_REPORTED_ERRORS = 10
 

@@ -18,15 +18,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json
 from gateway.config import LimitsConfig
 from gateway.guardrails import Guardrails, ToolGuard
 from gateway.guardrails.flows import FlowTracker, flow_key
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline.answers import answer_size, answer_texts, rewritten
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 from gateway.pipeline.input_guardrails import blocked
-from gateway.sources.base import ToolResult
+from gateway.tool_types import ToolResult
 
 READ_LABELS = frozenset({"private_data", "untrusted_content"})
 NOTICE = (

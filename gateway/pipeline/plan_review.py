@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.outcomes import Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
-from gateway.planner import PLAN_TOOLS, Previewer, validate
-from gateway.sources.base import ToolDefinition
+from gateway.planner.plan import PLAN_TOOLS
+from gateway.planner.preview import Previewer
+from gateway.planner.validate import validate
+from gateway.tool_types import ToolDefinition
 
 PLAN_RUN = "gateway.plan_run"
 Visible = Callable[[CallContext, str], ToolDefinition | None]

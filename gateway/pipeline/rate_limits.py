@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.guardrails.config import RateLimit
 from gateway.guardrails.rate_limits import RateLimiter
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Finding, Stop
 
 
 class RateLimits:

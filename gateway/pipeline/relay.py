@@ -20,34 +20,28 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mcp import types
 
 from gateway.audit import AuditRecord, redact_arguments
+from gateway.calls import CallContext, Finding
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.guardrails.config import SEVERITY, ElicitationSettings
 from gateway.guardrails.detectors import GROUPS
 from gateway.guardrails.engine import ToolGuard
 from gateway.outcomes import AuditWriteError, Decision, OutcomeCode
-from gateway.pipeline.context import CallContext, Finding
 from gateway.policy import PolicyDecision, PolicyEngine
-from gateway.sources.base import Relay, ToolSource
+from gateway.ports import AuditSink
+from gateway.sources.base import ToolSource
 from gateway.sources.mcp_upstream import McpUpstream
+from gateway.tool_api import Relay
 
 STAGE = "relay"
 R = TypeVar("R")
 REFUSED = types.INVALID_REQUEST
 """The JSON-RPC error code of a refused relayed request; `data.code` holds the gateway's code."""
-
-
-class AuditSink(Protocol):
-    """Where relay records go (the gateway's `AuditStore`), and the salt its masks use."""
-
-    salt: str
-
-    async def append(self, record: AuditRecord) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ import time
 from collections.abc import Sequence
 from typing import assert_never
 
-from gateway.audit import AuditRecord, AuditStore, redact_arguments
+from gateway.audit import AuditRecord, redact_arguments
+from gateway.calls import CallContext, Continue, Stage, Stop
 from gateway.canonical import canonical_json, sha256_hex
 from gateway.outcomes import AuditWriteError, Decision, Outcome, OutcomeCode
-from gateway.pipeline.context import CallContext, Continue, Stage, Stop
 from gateway.pipeline.execution import reported_error
+from gateway.ports import AuditSink
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Pipeline:
     def __init__(
         self,
         stages: Sequence[Stage],
-        audit: AuditStore | None,
+        audit: AuditSink | None,
         secret_keys: tuple[str, ...],
         personal_keys: tuple[str, ...] = (),
     ) -> None:

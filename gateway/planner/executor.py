@@ -15,16 +15,17 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict
 
-from gateway.audit import AuditRecord, AuditStore
+from gateway.audit import AuditRecord
 from gateway.audit.records import utc_now
+from gateway.calls import Caller, PlanLink
 from gateway.ids import new_id
 from gateway.outcomes import Outcome, OutcomeCode
-from gateway.pipeline.context import Caller, PlanLink
 from gateway.planner.plan import Plan, Step, UnresolvedRef, resolve
 from gateway.planner.preview import Cover
 from gateway.planner.runs import RunStatus, StepRecord, finish_run, insert_run, update_step
 from gateway.planner.validate import dependencies
-from gateway.sources.base import ProgressReporter
+from gateway.ports import AuditSink
+from gateway.tool_api import ProgressReporter
 
 RETRYABLE = frozenset({OutcomeCode.TOOL_FAILED, OutcomeCode.TIMEOUT, OutcomeCode.UPSTREAM_UNAVAILABLE})
 StepRunner = Callable[[Caller, str, str, Any, PlanLink, float | None], Awaitable[Outcome]]
@@ -62,7 +63,7 @@ class RunReport(BaseModel):
 
 
 class PlanExecutor:
-    def __init__(self, audit: AuditStore, run_step: StepRunner, policy_version: Callable[[], str]) -> None:
+    def __init__(self, audit: AuditSink, run_step: StepRunner, policy_version: Callable[[], str]) -> None:
         self._audit = audit
         self._run_step = run_step
         self._policy_version = policy_version

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.canonical import digest
 
+PLAN_TOOLS = frozenset(
+    {"gateway.plan_validate", "gateway.plan_preview", "gateway.plan_run", "gateway.plan_status", "gateway.plan_draft"}
+)
+"""The planner's own tools: a plan may not contain them (no plans inside plans)."""
 MAX_STEPS = 50
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 _REF = re.compile(

@@ -9,18 +9,15 @@ skip them, and a step whose policy condition reads one is "decided at run time".
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.ids import new_id
+from gateway.calls import CallContext, Caller, DryRun
 from gateway.outcomes import Decision, OutcomeCode
 from gateway.planner.plan import Plan, Ref, Step, refs_in, without_refs
 from gateway.planner.validate import dependencies
-
-if TYPE_CHECKING:
-    from gateway.pipeline import Caller, Pipeline
-    from gateway.snapshot import Snapshot
+from gateway.snapshot import Snapshot
 
 StepDecision = Literal["allow", "deny", "approval_required", "consent_required", "runtime", "invalid"]
 
@@ -90,7 +87,7 @@ class PlanPreview(BaseModel):
 
 
 class Previewer:
-    def __init__(self, snapshot: Snapshot, dry_run: Pipeline) -> None:
+    def __init__(self, snapshot: Snapshot, dry_run: DryRun) -> None:
         self._snapshot = snapshot
         self._dry_run = dry_run
 
@@ -107,31 +104,21 @@ class Previewer:
         )
 
     async def _step(self, step: Step, caller: Caller) -> StepPreview:
-        from gateway.pipeline import CallContext
-
         deferred = tuple(sorted({path.split(".")[1].split("[")[0] for path, _ in refs_in(step.arguments)}))
-        common = {
+        common: dict[str, Any] = {
             "id": step.id,
             "tool": step.tool,
             "depends_on": tuple(sorted(dependencies(step))),
             "deferred": deferred,
         }
-        snapshot = self._snapshot
-        call = CallContext(
-            call_id=new_id(),
-            caller=caller,
-            tool_name=step.tool,
-            arguments=without_refs(step.arguments),
-            snapshot=snapshot,
-            execute=False,
-            deferred=frozenset(deferred),
-        )
+        call = CallContext.new(self._snapshot, caller, step.tool, without_refs(step.arguments), execute=False)
+        call = call.evolve(deferred=frozenset(deferred))
         evaluated, outcome = await self._dry_run.evaluate(call)
         decision = evaluated.decision
         findings = tuple(
             f.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for f in evaluated.findings
         )
-        detail = {
+        detail: dict[str, Any] = {
             **common,
             "findings": findings,
             "rule": decision.rule if decision else None,
@@ -206,10 +193,10 @@ class Previewer:
                 continue
             sinks = [s.id for s in plan.steps if rule.sink in self._labels(s.tool)]
             if sinks:
+                effect = "hold them for approval" if rule.action == "require_approval" else "block them"
                 warnings.append(
                     f"this plan reads {' and '.join(rule.after)} and calls {rule.sink} step(s) {', '.join(sinks)}:"
-                    f" the flow rule will {'hold them for approval' if rule.action == 'require_approval' else 'block them'}"
-                    " at run time once both are read"
+                    f" the flow rule will {effect} at run time once both are read"
                 )
         return warnings
 

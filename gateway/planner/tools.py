@@ -7,18 +7,17 @@ when steps need it, the plan's approval has been granted (the approval queue the
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp import types
 
+from gateway.calls import ActingFor, Caller
 from gateway.planner.plan import Plan
-from gateway.planner.preview import Cover
+from gateway.planner.preview import Cover, PlanPreview
+from gateway.planner.service import PlannerService
 from gateway.planner.validate import validate
-from gateway.sources.base import ToolContext, ToolDefinition, ToolResult, ToolTable, table_definitions
-
-if TYPE_CHECKING:
-    from gateway.gateway import Gateway
-    from gateway.pipeline import Caller
+from gateway.tool_api import ToolContext
+from gateway.tool_types import ToolDefinition, ToolResult, ToolTable, table_definitions
 
 _PLAN = {"type": "object", "description": "A plan document (see `portcullis plan schema`)."}
 _READ = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
@@ -67,16 +66,16 @@ def definitions(source: str) -> list[ToolDefinition]:
 
 
 class PlannerTools:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, planner: PlannerService) -> None:
+        self._planner = planner
 
-    async def call(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        caller: Caller = context.extra["caller"]
+    async def call(self, acting: ActingFor, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        caller = acting.caller
         if name == "gateway.plan_status":
             return await self._status(caller, arguments["run_id"])
         if name == "gateway.plan_draft":
             return await self._draft(caller, arguments["request"], context)
-        plan, problems = validate(arguments["plan"], lambda tool: self._gateway.plan_tool(caller, tool))
+        plan, problems = validate(arguments["plan"], lambda tool: self._planner.plan_tool(caller, tool))
         if plan is None:
             body = {"valid": False, "problems": [p.model_dump() for p in problems]}
             text = "the plan is not valid:\n" + "\n".join(f"  {p.path}: {p.message}" for p in problems)
@@ -86,11 +85,11 @@ class PlannerTools:
                 {"valid": True, "problems": [], "plan_hash": plan.hash}, f"the plan is valid ({plan.hash[:12]})"
             )
         if name == "gateway.plan_preview":
-            preview = await self._gateway.preview_plan(plan, caller)
+            preview = await self._planner.preview(plan, caller)
             return _result(preview.model_dump(mode="json"), render_preview(preview))
-        approved = context.extra.get("approved")
+        approved = acting.approved
         covers = tuple(Cover.model_validate(c) for c in arguments.get("approval_covers", ())) if approved else ()
-        report = await self._gateway.run_plan(
+        report = await self._planner.run(
             plan, caller, covers=covers, approval_id=approved.id if approved else None, progress=context.progress
         )
         body = report.model_dump(mode="json")
@@ -100,8 +99,8 @@ class PlannerTools:
         )
 
     async def _status(self, caller: Caller, run_id: str) -> ToolResult:
-        run = await self._gateway.plan_run_record(run_id)
-        if run is None or not self._gateway.may_see_plan_run(caller, run.subject):
+        run = await self._planner.record(run_id)
+        if run is None or not self._planner.may_see(caller, run.subject):
             return ToolResult(content=[{"type": "text", "text": f"no plan run {run_id}"}], is_error=True)
         body = run.model_dump(mode="json")
         steps = ", ".join(f"{s.step_id}: {s.status}" for s in run.steps)
@@ -112,8 +111,7 @@ class PlannerTools:
             return _error("drafting needs MCP sampling, and this connection cannot ask your client's model")
         tools = [
             {"name": d.name, "description": d.description, "input_schema": d.input_schema}
-            for d in self._gateway.visible_tools(caller.subject, caller.granted_roles)
-            if not d.name.startswith("gateway.plan_")
+            for d in self._planner.visible_tools(caller)
         ]
         prompt = (
             "Write a Portcullis plan (JSON only, no prose) for this request, using only these tools.\n"
@@ -135,7 +133,7 @@ class PlannerTools:
             draft = json.loads(text[text.find("{") : text.rfind("}") + 1])
         except ValueError:
             return _error("the model's answer was not a JSON plan")
-        plan, problems = validate(draft, lambda tool: self._gateway.plan_tool(caller, tool))
+        plan, problems = validate(draft, lambda tool: self._planner.plan_tool(caller, tool))
         body: dict[str, Any] = {
             "draft": draft,
             "valid": plan is not None,
@@ -143,12 +141,12 @@ class PlannerTools:
         }
         if plan is None:
             return _result(body, "the draft is not a valid plan; fix it before running it")
-        preview = await self._gateway.preview_plan(plan, caller)
+        preview = await self._planner.preview(plan, caller)
         body["preview"] = preview.model_dump(mode="json")
         return _result(body, "draft plan (not run):\n" + render_preview(preview))
 
 
-def render_preview(preview: Any) -> str:
+def render_preview(preview: PlanPreview) -> str:
     lines = [f"plan {preview.plan_hash[:12]}: {preview.goal}".rstrip(": ")]
     for step in preview.steps:
         extra = f" — {step.message}" if step.decision != "allow" else ""

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway.planner.plan import Plan, Ref, Step, refs_in
-from gateway.sources.base import ToolDefinition
+from gateway.tool_types import ToolDefinition
 
 
 class Problem(BaseModel):
@@ -32,7 +32,7 @@ def validate(data: Any, visible: Callable[[str], ToolDefinition | None]) -> tupl
         problems.append(
             Problem(path="$.steps", message=f"{len(plan.steps)} steps; the limit is {plan.limits.max_steps}")
         )
-    index = {}
+    index: dict[str, int] = {}
     for i, step in enumerate(plan.steps):
         if step.id in index:
             problems.append(Problem(path=f"$.steps[{i}].id", message=f"step id {step.id!r} is used twice"))

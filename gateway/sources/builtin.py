@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from anyio.abc import TaskGroup
-
 from gateway.approvals.requests import ApprovalStatus
-from gateway.planner import PLAN_TOOLS
+from gateway.approvals.service import ApprovalError, ApprovalService, request_json
+from gateway.audit import AuditQuery, parse_since
+from gateway.calls import ActingFor, Caller, CheckReport
+from gateway.planner.plan import PLAN_TOOLS
+from gateway.planner.service import PlannerService
 from gateway.planner.tools import PlannerTools
 from gateway.planner.tools import definitions as planner_definitions
-from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, ToolTable, table_definitions
+from gateway.ports import AuditReads, Door
+from gateway.tool_api import ToolContext
+from gateway.tool_types import SourceHealth, ToolDefinition, ToolResult, ToolTable, table_definitions
 
 if TYPE_CHECKING:
-    from gateway.gateway import Gateway
+    from anyio.abc import TaskGroup
 
 POLICY_CHECK = "gateway.policy_check"
 _ID = {"type": "string", "minLength": 1}
@@ -73,14 +77,16 @@ APPROVAL_TOOLS: ToolTable = {
 
 
 class BuiltinSource:
+    """The `gateway.*` tools. They act for the caller (`ActingFor`), through the ports they are given."""
+
     kind = "builtin"
     name = "builtin"
 
-    def __init__(self, gateway: Gateway) -> None:
-        from gateway.gateway import CheckReport
-
-        self._gateway = gateway
-        output = CheckReport.model_json_schema()
+    def __init__(self, door: Door, approvals: ApprovalService, planner: PlannerService, audit: AuditReads) -> None:
+        self._door = door
+        self._approvals = approvals
+        self._audit = audit
+        self._planner = PlannerTools(planner)
         self._definition = ToolDefinition(
             name=POLICY_CHECK,
             title="Explain a policy decision",
@@ -98,7 +104,7 @@ class BuiltinSource:
                 "required": ["subject", "tool"],
                 "additionalProperties": False,
             },
-            output_schema=output,
+            output_schema=CheckReport.model_json_schema(),
             annotations={
                 "readOnlyHint": True,
                 "destructiveHint": False,
@@ -107,46 +113,49 @@ class BuiltinSource:
             },
             source=self.name,
         )
-
-        self._definitions = (
-            [self._definition] + table_definitions(APPROVAL_TOOLS, self.name) + planner_definitions(self.name)
-        )
-        self._planner = PlannerTools(gateway)
+        self._definitions = [
+            self._definition,
+            *table_definitions(APPROVAL_TOOLS, self.name),
+            *planner_definitions(self.name),
+        ]
 
     def list_tools(self) -> list[ToolDefinition]:
         return list(self._definitions)
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        """Without a caller these tools act for the context's subject alone (the pipeline always gives one)."""
+        caller = Caller(subject=context.subject, granted_roles=context.roles, auth="builtin", transport="builtin")
+        return await self.call_for(ActingFor(caller), tool, arguments, context)
+
+    async def call_for(
+        self, acting: ActingFor, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext
+    ) -> ToolResult:
         if tool.name in PLAN_TOOLS:
-            return await self._planner.call(tool.name, arguments, context)
+            return await self._planner.call(acting, tool.name, arguments, context)
         if tool.name == POLICY_CHECK:
-            report = await self._gateway.check(arguments["subject"], arguments["tool"], arguments.get("args", {}))
+            report = await self._door.check(arguments["subject"], arguments["tool"], arguments.get("args", {}))
             structured = report.model_dump(mode="json")
             text = f"{report.decision.value}: {report.rule or 'no rule matched (deny by default)'}"
             return ToolResult(content=[{"type": "text", "text": text}], structured=structured)
-        return await self._approvals(tool.name, arguments, context)
+        if tool.name == "gateway.audit_query":
+            return await self._audit_query(arguments)
+        return await self._approval_tool(tool.name, arguments, acting.caller, context)
 
     async def _audit_query(self, arguments: dict[str, Any]) -> ToolResult:
         """Auditors' view of the log (who may call it is policy: the demo's auditor)."""
-        from gateway.audit import AuditQuery, parse_since
-
         if arguments.get("since") is not None:
             try:
                 parse_since(arguments["since"])
             except ValueError as exc:
                 return _error(f"since: {exc}")
         query = AuditQuery(**{**arguments, "limit": arguments.get("limit", 50)}, newest_first=True)
-        records = await _read_audit(self._gateway.audit.path, query)
+        records = await self._audit.audit_records(query)
         return _result({"records": records}, f"{len(records)} record(s)")
 
-    async def _approvals(self, name: str, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
-        from gateway.approvals.service import ApprovalError, request_json
-        from gateway.pipeline import Caller
-
-        if name == "gateway.audit_query":
-            return await self._audit_query(arguments)
-        service = self._gateway.approvals
-        caller = Caller(subject=context.subject, granted_roles=context.roles, auth="builtin", transport="builtin")
+    async def _approval_tool(
+        self, name: str, arguments: dict[str, Any], caller: Caller, context: ToolContext
+    ) -> ToolResult:
+        service = self._approvals
         if name == "gateway.approvals_pending":
             pending = await service.by_status(ApprovalStatus.PENDING)
             mine = [request_json(r) for r in pending if r.subject != caller.subject and service.may_approve(caller, r)]
@@ -186,21 +195,6 @@ class BuiltinSource:
 
     def health(self) -> SourceHealth:
         return SourceHealth(source=self.name, kind=self.kind, status="ok", tools=len(self._definitions))
-
-
-async def _read_audit(path: Any, query: Any) -> list[dict[str, Any]]:
-    import anyio.to_thread
-
-    from gateway.audit import open_readonly, query_records
-
-    def run() -> list[dict[str, Any]]:
-        connection = open_readonly(path)
-        try:
-            return query_records(connection, query)
-        finally:
-            connection.close()
-
-    return await anyio.to_thread.run_sync(run)
 
 
 def _result(structured: dict[str, Any], text: str) -> ToolResult:

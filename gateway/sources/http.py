@@ -12,7 +12,7 @@ redirect it follows is checked the same way (SSRF protection).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urljoin
 
 import httpx
@@ -23,8 +23,9 @@ from pydantic import TypeAdapter, ValidationError
 from gateway.canonical import canonical_json
 from gateway.config import HttpToolConfig
 from gateway.guardrails.addresses import AddressPolicy, check_url
-from gateway.outcomes import ConfigError
-from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
+from gateway.outcomes import ConfigError, UpstreamError
+from gateway.tool_api import ToolContext
+from gateway.tool_types import SourceHealth, ToolDefinition, ToolResult
 
 _DEFINITIONS = TypeAdapter(list[HttpToolConfig])
 
@@ -66,7 +67,7 @@ class HttpToolSource:
             self._client = None
 
     def health(self) -> SourceHealth:
-        status = "ok" if self._client is not None else "starting"
+        status: Literal["ok", "starting"] = "ok" if self._client is not None else "starting"
         return SourceHealth(source=self.name, kind=self.kind, status=status, tools=len(self._definitions))
 
     async def call(self, tool: ToolDefinition, arguments: dict[str, Any], context: ToolContext) -> ToolResult:

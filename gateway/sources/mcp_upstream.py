@@ -39,7 +39,9 @@ from mcp.client.session import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.config import UpstreamConfig
-from gateway.sources.base import Relay, SourceHealth, ToolContext, ToolDefinition, ToolResult, UpstreamError
+from gateway.outcomes import UpstreamError
+from gateway.tool_api import Relay, ToolContext
+from gateway.tool_types import SourceHealth, ToolDefinition, ToolResult
 from gateway.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -353,8 +355,13 @@ class McpUpstream:
         await self._changed()
 
     async def _changed(self) -> None:
-        if self._on_change is not None:
+        """Tell the gateway the tools changed; its failure is not this upstream's (it stays up)."""
+        if self._on_change is None:
+            return
+        try:
             await self._on_change()
+        except Exception:  # seam: a consumer's callback must not take the connection down
+            logger.exception("upstream %s: the gateway could not take in the changed tools", self.namespace)
 
     def _install(self, tools: list[types.Tool], needs: dict[str, frozenset[str]]) -> None:
         definitions: dict[str, ToolDefinition] = {}

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from gateway.outcomes import ConfigError
-from gateway.sources.base import ToolDefinition
+from gateway.tool_types import ToolDefinition
 
 LOCK_VERSION = 1
 PINNED_FIELDS = ("name", "title", "description", "input_schema", "output_schema", "annotations")

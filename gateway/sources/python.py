@@ -30,42 +30,10 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from gateway.canonical import canonical_json
 from gateway.outcomes import ToolLoadError
-from gateway.sources.base import SourceHealth, ToolContext, ToolDefinition, ToolResult
+from gateway.tool_api import TOOL_MARK, ToolContext, ToolSpec, tool
+from gateway.tool_types import SourceHealth, ToolDefinition, ToolResult
 
-_MARK = "__portcullis_tool__"
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    name: str | None
-    title: str | None
-    description: str | None
-    read_only: bool
-    destructive: bool
-    idempotent: bool
-    open_world: bool
-    timeout_seconds: float | None
-
-
-def tool(
-    name: str | None = None,
-    *,
-    title: str | None = None,
-    description: str | None = None,
-    read_only: bool = False,
-    destructive: bool = True,
-    idempotent: bool = False,
-    open_world: bool = True,
-    timeout_seconds: float | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a function in `tools/` as a tool. Annotation defaults are the MCP spec's cautious ones."""
-    spec = ToolSpec(name, title, description, read_only, destructive, idempotent, open_world, timeout_seconds)
-
-    def mark(function: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(function, _MARK, spec)
-        return function
-
-    return mark
+__all__ = ["PythonToolSource", "ToolSpec", "tool"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +58,7 @@ class PythonToolSource:
         for module in _import_folder(folder):
             namespace = getattr(module, "NAMESPACE", module.__name__.rsplit(".", 1)[-1])
             for attribute in vars(module).values():
-                spec = getattr(attribute, _MARK, None)
+                spec = getattr(attribute, TOOL_MARK, None)
                 if isinstance(spec, ToolSpec) and getattr(attribute, "__module__", None) == module.__name__:
                     built = _describe(namespace, attribute, spec, self.name, module.__file__ or "")
                     if built.definition.name in self._tools:
@@ -164,9 +132,7 @@ def _describe(namespace: str, function: Callable[..., Any], spec: ToolSpec, sour
             raise ToolLoadError([f"{file}: tool {name}: *args and **kwargs are not supported"])
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
-        f"{name}.arguments", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    model = create_model(f"{name}.arguments", __config__=ConfigDict(extra="forbid"), **fields)
     input_schema = model.model_json_schema()
     input_schema.pop("title", None)
     output, wrap, output_schema = _output_schema(hints.get("return"))

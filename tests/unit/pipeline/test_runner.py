@@ -11,7 +11,8 @@ from support import make_call as call
 from gateway import Gateway
 from gateway.audit import AuditQuery, open_readonly, query_records
 from gateway.outcomes import AuditWriteError, OutcomeCode
-from gateway.pipeline import CallContext, Caller, Continue, Pipeline, Stop, build_stages
+from gateway.pipeline import CallContext, Caller, Continue, Pipeline, Stop
+from gateway.pipeline.assembly import build_stages
 from gateway.snapshot import Snapshot
 
 pytestmark = pytest.mark.anyio
