@@ -47,21 +47,23 @@ async def test_preview_approve_and_run_the_demo_plan(connect: Connect) -> None:
         details = held.meta[ERROR_META_KEY]
         assert details["code"] == "approval_required" and details["approver_role"] == "role:manager"
         approval_id = details["approval_id"]
+    # carol stays connected until the plan has run: over stdio her own server process may be the one
+    # whose queue worker claims the approved plan, and closing her client would stop it mid-run.
     async with connect("carol") as carol:
         pending = structured(await carol.call_tool("gateway.approvals_pending", {}))
         assert approval_id in [p["id"] for p in pending["pending"]]
         approved = await carol.call_tool("gateway.approve", {"approval_id": approval_id, "comment": "ok"})
         assert not approved.is_error, approved
-    async with connect("alice") as alice:
-        waited = structured(
-            await alice.call_tool("gateway.approval_wait", {"approval_id": approval_id, "timeout_s": 20})
-        )
-        assert waited["status"] == "succeeded", waited
-        report = waited["result"]["structured"]  # the executed call's result: the plan's report
-        assert report["status"] == "succeeded" and report["approval_id"] == approval_id
-        assert [s["status"] for s in report["steps"]] == ["succeeded"] * 4
-        status = structured(await alice.call_tool("gateway.plan_status", {"run_id": report["run_id"]}))
-        assert status["status"] == "succeeded" and len(status["steps"]) == 4
+        async with connect("alice") as alice:
+            waited = structured(
+                await alice.call_tool("gateway.approval_wait", {"approval_id": approval_id, "timeout_s": 20})
+            )
+            assert waited["status"] == "succeeded", waited
+            report = waited["result"]["structured"]  # the executed call's result: the plan's report
+            assert report["status"] == "succeeded" and report["approval_id"] == approval_id
+            assert [s["status"] for s in report["steps"]] == ["succeeded"] * 4
+            status = structured(await alice.call_tool("gateway.plan_status", {"run_id": report["run_id"]}))
+            assert status["status"] == "succeeded" and len(status["steps"]) == 4
 
 
 async def test_a_plan_reports_progress_per_step(connect: Connect) -> None:
