@@ -5,7 +5,7 @@ hands each the ports it needs; the transports and the CLI go through its door me
 and none of them reaches a tool source directly.
 
 A gateway runs in one of two modes. A `server` (`portcullis serve`) also works for others:
-the approval queue's worker, the pass that marks plan runs left running as interrupted,
+the approval queue's worker, the pass that marks plan runs nobody runs any more as interrupted,
 the checkpoint timer and the file watcher. An `admin` session (every other CLI command)
 does none of these: it runs its own calls, and never another user's approved request.
 """
@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 
 from gateway.approvals.requests import ApprovalRequest
 from gateway.approvals.service import ApprovalService
+from gateway.approvals.sqlite_store import SqliteApprovalStore
 from gateway.approvals.worker import ApprovalWorker
 from gateway.audit import AuditRecord, AuditStore
 from gateway.audit.checkpoints import Checkpoint
@@ -44,6 +45,8 @@ from gateway.snapshot import Snapshot, load_policy
 from gateway.snapshot_holder import SnapshotHolder, file_stamps
 from gateway.sources.builtin import BuiltinSource
 from gateway.sources.registry import SourceSet
+from gateway.store.owner import Owner
+from gateway.store.sqlite.plan_runs import SQLitePlanRuns
 from gateway.tool_api import ProgressReporter, Relay
 from gateway.tool_types import SourceHealth, ToolDefinition
 
@@ -68,8 +71,9 @@ class Gateway:
             config.resolve(config.audit.salt_file),
         )
         reads = StoreReads(self.audit.path)
-        self.approvals = ApprovalService(self, self, self.audit, reads)
-        self.planner = PlannerService(self, self, self.audit, reads)
+        self.owner = Owner.new()  # whose leases this process holds (plan runs, approved requests it executes)
+        self.approvals = ApprovalService(self, self, self.audit, SqliteApprovalStore(self.audit.path), str(self.owner))
+        self.planner = PlannerService(self, self, self.audit, SQLitePlanRuns(self.audit.path), self.owner)
         self.resources = GovernedResources(self, self, lambda: self.sources.upstreams())
         builtin = BuiltinSource(self, self.approvals, self.planner, reads)
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[builtin])
@@ -111,14 +115,15 @@ class Gateway:
             stack.push_async_callback(self.audit.close)
             await self.audit.append(self._lifecycle("gateway.start"))
             if serving:
-                await self.planner.interrupt_left_running()
+                await self.planner.interrupt_expired()
             await stack.enter_async_context(self.sources)
             await self._snapshots.refresh()
             tasks = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(tasks.cancel_scope.cancel)
             self._tasks = tasks
             if serving:
-                tasks.start_soon(ApprovalWorker(self.approvals, self).run, tasks.start_soon)
+                tasks.start_soon(ApprovalWorker(self.approvals.executor).run, tasks.start_soon)
+                tasks.start_soon(self.planner.watch_leases)
                 if self.config.audit.checkpoint_seconds > 0:
                     tasks.start_soon(self._checkpoints.run)
                 if self.config.policy.watch_seconds > 0:
@@ -136,6 +141,7 @@ class Gateway:
             return
         stack, self._stack = self._stack, None
         async with stack:
+            await self.approvals.drain()  # approved calls it is running finish (for a while) before it stops
             await self.audit.append(self._lifecycle("gateway.stop"))
             await self.checkpoint()
         self._tasks = None
@@ -198,13 +204,18 @@ class Gateway:
         progress: ProgressReporter | None = None,
         relay: Relay | None = None,
         consent: bool | None = None,
+        wait: float | None = None,
     ) -> Outcome:
-        """Run one call through the audited pipeline (answered at once if a quick approval lets it)."""
+        """Run one call through the audited pipeline (answered at once if a quick approval lets it).
+
+        A call that needs approval waits `wait` seconds for the decision and the run before it
+        answers 'pending' (None: `approvals.wait_seconds`; the CLI passes its `--wait`).
+        """
         current = self._snapshots.current
         call = CallContext.new(current.snapshot, caller, name, arguments, progress=progress)
         outcome = await current.pipeline.run(call.evolve(relay=relay, consent=consent))
         spawn = self._tasks.start_soon if self._tasks is not None else None
-        return await self.approvals.quick_answer(outcome, progress, spawn)
+        return await self.approvals.quick_answer(outcome, progress, spawn, wait)
 
     async def run_approved(self, request: ApprovalRequest) -> Outcome:
         """Run an approved request as its requester, through the whole pipeline (policy and guardrails again)."""

@@ -29,10 +29,19 @@ def build_http_app(gateway: Served, host: str, port: int) -> Starlette:
     config = gateway.snapshot.config
     base = (config.server.public_url or f"http://{host}:{port}").rstrip("/")
     server = build_server(gateway, transport="http", version=__version__)
+    auth = AuthSettings.model_validate(
+        {
+            "issuer_url": base,
+            "resource_server_url": f"{base}{config.server.path}",
+            # `BearerVerifier` checks a JWT's audience itself (identity.jwt.audience), and an API key
+            # names no resource: the SDK's resource check would refuse every key.
+            "validate_token_resource": False,
+        }
+    )
     app = server.streamable_http_app(
         streamable_http_path=config.server.path,
         host=host,
-        auth=AuthSettings.model_validate({"issuer_url": base, "resource_server_url": f"{base}{config.server.path}"}),
+        auth=auth,
         token_verifier=BearerVerifier(
             lambda: gateway.snapshot.config.identity, config.root, gateway.record_auth_failure
         ),

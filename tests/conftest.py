@@ -8,14 +8,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import make_deployment  # noqa: E402
+from support import make_deployment
 
-from gateway import Gateway  # noqa: E402
-from gateway.snapshot import Snapshot  # noqa: E402
+from gateway import Gateway
+from gateway.snapshot import Snapshot
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
+    """One backend for the session, so session-scoped async fixtures (in-process gateways) can exist."""
     return "asyncio"
 
 

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gateway.tool_types",
         ),
     ),
-    ("foundation", ("gateway.config", "gateway.policy", "gateway.guardrails", "gateway.audit")),
+    ("foundation", ("gateway.config", "gateway.policy", "gateway.guardrails", "gateway.audit", "gateway.store")),
     ("sources", ("gateway.sources", "gateway.catalog", "gateway.snapshot")),
     (
         "calls",

@@ -4,7 +4,26 @@ Approval requests live beside the audit log so that a request and the audit
 record that created it commit in one transaction.
 """
 
+from gateway.outcomes import OutcomeCode
+
 GENESIS_HASH = "0" * 64
+
+REFUSALS = (
+    OutcomeCode.DENIED,
+    OutcomeCode.UNKNOWN_TOOL,
+    OutcomeCode.APPROVAL_DENIED,
+    OutcomeCode.CONSENT_REQUIRED,
+    OutcomeCode.GUARDRAIL_BLOCKED,
+    OutcomeCode.INVALID_ARGUMENTS,
+    OutcomeCode.ARGUMENTS_TOO_LARGE,
+    OutcomeCode.RATE_LIMITED,
+    OutcomeCode.TOOL_DEFINITION_CHANGED,
+    OutcomeCode.OUTPUT_TOO_LARGE,
+)
+"""The outcomes by which the gateway refused a call (the `denials` view, with every `deny` decision).
+
+Failures are not refusals: `tool_failed`, `timeout`, `upstream_unavailable`, `internal_error`."""
+_REFUSALS_SQL = ", ".join(f"'{code.value}'" for code in REFUSALS)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -47,17 +66,24 @@ WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_log)
 BEGIN SELECT RAISE(ABORT, 'audit_log insert must extend the hash chain'); END;
 
 -- Stable views for sqlite-utils, Datasette and auditors' own SQL (columns documented in the README).
-CREATE VIEW IF NOT EXISTS calls AS
+-- Replaced on every open, in one transaction (two processes may open at once), so a database made by
+-- an older release gets today's views.
+BEGIN IMMEDIATE;
+DROP VIEW IF EXISTS denials;
+DROP VIEW IF EXISTS calls;
+DROP VIEW IF EXISTS approvals;
+CREATE VIEW calls AS
     SELECT seq, ts, call_id, subject, json_extract(body, '$.tenant') AS tenant, tool, decision, outcome,
            json_extract(body, '$.rule') AS rule, json_extract(body, '$.latency_ms') AS latency_ms,
            json_extract(body, '$.approval_id') AS approval_id, json_extract(body, '$.auth') AS auth
     FROM audit_log WHERE event = 'tool.call';
-CREATE VIEW IF NOT EXISTS denials AS
-    SELECT * FROM calls WHERE decision = 'deny' OR outcome IN ('denied', 'unknown_tool', 'approval_denied');
-CREATE VIEW IF NOT EXISTS approvals AS
+CREATE VIEW denials AS
+    SELECT * FROM calls WHERE decision = 'deny' OR outcome IN ({_REFUSALS_SQL});
+CREATE VIEW approvals AS
     SELECT id, status, subject, tool, approver_role, approvals_required, created_at, expires_at, approved_at,
            finished_at, json_extract(result, '$.code') AS result_code
     FROM approval_requests;
+COMMIT;
 
 CREATE TABLE IF NOT EXISTS approval_requests (
     id TEXT PRIMARY KEY,
@@ -80,7 +106,10 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     result TEXT,
     tenant TEXT,
     roles TEXT NOT NULL DEFAULT '[]',
-    revisions TEXT NOT NULL DEFAULT '[]'
+    revisions TEXT NOT NULL DEFAULT '[]',
+    status_reason TEXT,
+    lease_owner TEXT,
+    lease_expires_at TEXT
 );
 CREATE INDEX IF NOT EXISTS approvals_status ON approval_requests (status, created_at);
 
@@ -97,7 +126,9 @@ CREATE TABLE IF NOT EXISTS plan_runs (
     status TEXT NOT NULL,
     approval_id TEXT,
     finished_at TEXT,
-    result TEXT
+    result TEXT,
+    lease_owner TEXT,
+    lease_expires_at TEXT
 );
 CREATE INDEX IF NOT EXISTS plan_runs_status ON plan_runs (status, created_at);
 CREATE TABLE IF NOT EXISTS plan_steps (
@@ -134,5 +165,14 @@ APPROVAL_COLUMNS = {
     "tenant": "TEXT",
     "roles": "TEXT NOT NULL DEFAULT '[]'",
     "revisions": "TEXT NOT NULL DEFAULT '[]'",
+    "status_reason": "TEXT",
+    "lease_owner": "TEXT",
+    "lease_expires_at": "TEXT",
 }
 """Columns added after the first release: databases created before them get them on open."""
+
+PLAN_RUN_COLUMNS = {
+    "lease_owner": "TEXT",
+    "lease_expires_at": "TEXT",
+}
+"""Plan-run columns added after the first release (the run's owner and lease); added on open like the above."""

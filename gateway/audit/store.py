@@ -1,4 +1,4 @@
-"""The audit store's writer: one thread, one write connection, group commit.
+"""The audit log on SQLite: one writer thread, one write connection, group commit.
 
 Committing on the event loop stalls every other call for the length of an
 fsync. Here callers hand a record to a dedicated thread and await a future;
@@ -6,6 +6,13 @@ the thread drains whatever is queued into one transaction, so light load adds
 no delay and heavy load shares each fsync among many records
 (../shared/notes/casbin-and-sqlite.md measured 3k/s one-per-commit against
 17k/s grouped on these machines).
+
+This is the SQLite `AuditLog` (store/protocols.py): the state changes of the
+other stores (`Change`s, or bare `Statement`s) commit in a record's
+transaction, and SQLite's exceptions reach callers as the typed faults of
+store/errors.py. The same thread checkpoints the write-ahead log now and then
+and at shutdown, so a reader that opens the file read-only or immutable (an
+auditor's Datasette) sees every committed record.
 """
 
 from __future__ import annotations
@@ -16,39 +23,43 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+import anyio.to_thread
+
+from gateway.audit.query import open_readonly
 from gateway.audit.records import AuditRecord, chain_hash
 from gateway.audit.salt import Salt, default_salt_file, resolve_salt
-from gateway.audit.schema import APPROVAL_COLUMNS, GENESIS_HASH, SCHEMA
+from gateway.audit.schema import APPROVAL_COLUMNS, GENESIS_HASH, PLAN_RUN_COLUMNS, SCHEMA
 from gateway.outcomes import AuditWriteError
+from gateway.store.changes import Change, Statement, statements_of
+from gateway.store.errors import StaleState
+from gateway.store.protocols import ChainEntry
+from gateway.store.sqlite.errors import sqlite_errors, typed
 
+__all__ = [
+    "AuditStore",
+    "StaleState",
+    "Statement",
+    "chain_head",
+    "connect",
+    "open_database",
+    "refresh_statistics",
+]
+
+DIALECT = "sqlite"
+T = TypeVar("T")
 MAX_BATCH = 512
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A write that must commit in the same transaction as its audit record.
-
-    With `expect_rows`, the statement is a compare-and-swap: if it changes another number
-    of rows, the record and its statements are rolled back and `append` raises `StaleState`.
-    """
-
-    sql: str
-    params: Sequence[Any] = ()
-    expect_rows: int | None = None
-
-
-class StaleState(Exception):
-    """A compare-and-swap statement found the state changed: nothing was written."""
 
 
 @dataclass
 class _Job:
-    record: AuditRecord
+    record: AuditRecord | None
+    """None for state without history (`write`)."""
     statements: Sequence[Statement]
     durable: bool
     loop: asyncio.AbstractEventLoop
@@ -91,15 +102,49 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database with its schema."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = connect(path)
-    connection.executescript(SCHEMA)
-    present = {row[1] for row in connection.execute("PRAGMA table_info(approval_requests)")}
-    for column, kind in APPROVAL_COLUMNS.items():
-        if column not in present:
-            connection.execute(f"ALTER TABLE approval_requests ADD COLUMN {column} {kind}")
+    """Open (creating if needed) the database with its schema; a typed `StoreError` if it cannot be."""
+    with sqlite_errors(f"cannot open the audit database {path}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = connect(path)
+        try:
+            connection.executescript(SCHEMA)
+            migrate(connection)
+        except BaseException:
+            connection.close()
+            raise
     return connection
+
+
+_ADDED_COLUMNS = {"approval_requests": APPROVAL_COLUMNS, "plan_runs": PLAN_RUN_COLUMNS}
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Add the columns later releases added to a database made by an earlier one; idempotent.
+
+    Checked again inside the write lock, so two processes opening an old database at once do not
+    both add a column (the second would fail on a duplicate).
+    """
+
+    def missing() -> list[tuple[str, str, str]]:
+        return [
+            (table, column, kind)
+            for table, columns in _ADDED_COLUMNS.items()
+            for present in [{row[1] for row in connection.execute(f"PRAGMA table_info({table})")}]
+            for column, kind in columns.items()
+            if column not in present
+        ]
+
+    if not missing():  # the common case takes no write lock
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, kind in missing():
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        connection.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
 
 
 def refresh_statistics(connection: sqlite3.Connection, growth: float = 1.25) -> None:
@@ -129,12 +174,21 @@ def refresh_statistics(connection: sqlite3.Connection, growth: float = 1.25) -> 
 class AuditStore:
     """Appends records to the chained log; `append` returns the record's sequence number once durable."""
 
-    def __init__(self, path: Path, write_timeout_seconds: float = 5.0, salt_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        write_timeout_seconds: float = 5.0,
+        salt_file: Path | None = None,
+        wal_checkpoint_seconds: float | None = 5.0,
+    ) -> None:
         self.path = path
         self.write_timeout_seconds = write_timeout_seconds
         """How long a commit waits for another writer (the CLI) before the calls it carries are refused."""
         self.salt_file = salt_file or default_salt_file(path)
         """Where the salt is kept (outside the database) when `audit.salt` is not configured."""
+        self.wal_checkpoint_seconds = wal_checkpoint_seconds
+        """How often, while records are written, the writer moves the write-ahead log into the database
+        file (None: only at shutdown), so that a read-only or immutable reader sees them."""
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.salt = ""
@@ -145,7 +199,10 @@ class AuditStore:
         try:
             salt = resolve_salt(connection, configured_salt, self.salt_file)
             _note_salt(connection, salt)
-        except (OSError, ValueError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            connection.close()
+            raise typed(exc, f"cannot settle the audit salt ({self.salt_file})") from exc
+        except (OSError, ValueError) as exc:
             connection.close()
             raise AuditWriteError(f"cannot settle the audit salt ({self.salt_file}): {exc}") from exc
         self.salt = salt.value
@@ -165,14 +222,25 @@ class AuditStore:
         await asyncio.to_thread(self._thread.join)
         self._thread = None
 
-    async def append(self, record: AuditRecord, statements: Sequence[Statement] = (), *, durable: bool = True) -> int:
-        """Commit `record` (and `statements`, atomically with it); raise `AuditWriteError` if it cannot.
+    async def append(
+        self, record: AuditRecord, changes: Sequence[Change | Statement] = (), *, durable: bool = True
+    ) -> int:
+        """Commit `record` (and `changes`, atomically with it); raise `AuditWriteError` if it cannot.
 
+        The error is a typed `StoreError` (busy, unavailable, corrupt, conflict) when the database
+        said why, and `StaleState` (nothing written) when a compare-and-swap found the state moved.
         `durable=False` commits without waiting for fsync (WAL, `synchronous=NORMAL`): the record
         is in the log and survives a crash of the gateway process, and the next durable commit
         makes it (and everything before it) survive a crash of the machine too. The pipeline uses
         it for the intent record, whose outcome record follows with a full fsync.
         """
+        return await self._submit(record, statements_of(changes, DIALECT), durable)
+
+    async def write(self, changes: Sequence[Change | Statement], *, durable: bool = False) -> None:
+        """Commit state without a record (a lease renewed), through the same writer; raises like `append`."""
+        await self._submit(None, statements_of(changes, DIALECT), durable)
+
+    async def _submit(self, record: AuditRecord | None, statements: list[Statement], durable: bool) -> int:
         if not self.running:
             raise AuditWriteError("the audit writer is not running")
         loop = asyncio.get_running_loop()
@@ -180,41 +248,93 @@ class AuditStore:
         self._queue.put(job)
         return await job.future
 
+    async def head(self) -> tuple[int, str]:
+        """The last record's sequence number and hash, as committed by any process."""
+        return await self._read(chain_head)
+
+    async def chain(self, after: int = 0, limit: int = 1000) -> list[ChainEntry]:
+        """Up to `limit` records after `after`, in order, as stored."""
+        query = "SELECT seq, prev_hash, hash, body FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        return await self._read(lambda c: [ChainEntry(*row) for row in c.execute(query, (after, limit))])
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        path = self.path
+
+        def run() -> T:
+            with sqlite_errors("cannot read the audit log"):
+                connection = open_readonly(path)
+                try:
+                    return query(connection)
+                finally:
+                    connection.close()
+
+        return await anyio.to_thread.run_sync(run)
+
+    # --- the writer thread ---------------------------------------------------------
+
     def _run(self, connection: sqlite3.Connection) -> None:
         self._synchronous = "FULL"
         self._busy = -1
         written = 0
+        period = self.wal_checkpoint_seconds
+        checkpointed, dirty = time.monotonic(), False
         try:
             while True:
-                first = self._queue.get()
+                wait = None if not dirty or period is None else max(0.0, checkpointed + period - time.monotonic())
+                try:
+                    first = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    first = None
                 if first is _STOP:
                     return
-                batch: list[_Job] = [first]  # type: ignore[list-item]
-                stopping = False
-                while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)  # type: ignore[arg-type]
-                self._commit(connection, batch)
-                written += len(batch)
-                if written >= STATISTICS_EVERY:
-                    written = 0
-                    refresh_statistics(connection)  # a long-running gateway's queries stay fast too
-                if stopping:
-                    return
+                if first is not None:
+                    batch: list[_Job] = [first]  # type: ignore[list-item]
+                    stopping = False
+                    while len(batch) < MAX_BATCH:
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is _STOP:
+                            stopping = True
+                            break
+                        batch.append(item)  # type: ignore[arg-type]
+                    self._commit(connection, batch)
+                    dirty = True
+                    written += len(batch)
+                    if written >= STATISTICS_EVERY:
+                        written = 0
+                        refresh_statistics(connection)  # a long-running gateway's queries stay fast too
+                    if stopping:
+                        return
+                if dirty and period is not None and time.monotonic() - checkpointed >= period:
+                    self._checkpoint_wal(connection, wait=False)
+                    checkpointed, dirty = time.monotonic(), False
         finally:
             self._fail_pending()
             refresh_statistics(connection)
+            self._checkpoint_wal(connection, wait=True)
             connection.close()
+
+    def _checkpoint_wal(self, connection: sqlite3.Connection, wait: bool) -> None:
+        """Copy the write-ahead log into the database file and empty it (`wal_checkpoint(TRUNCATE)`).
+
+        While serving it never waits (`wait=False`): a reader in the middle of a long query only
+        leaves the rest for the next time, rather than holding up every call's record. At shutdown
+        it waits as long as a commit would.
+        """
+        try:
+            connection.execute(f"PRAGMA busy_timeout={int(self.write_timeout_seconds * 1000) if wait else 0}")
+            self._busy = -1  # the next commit sets its own
+            busy, frames, moved = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                logger.debug("WAL checkpoint incomplete (%s of %s frames): a reader is active", moved, frames)
+        except sqlite3.Error:
+            logger.warning("could not checkpoint the audit log's write-ahead log", exc_info=True)
 
     def _commit(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
         done: list[tuple[_Job, int]] = []
-        failed: list[tuple[_Job, BaseException]] = []
+        failed: list[tuple[_Job, sqlite3.Error | StaleState]] = []
         synchronous = "FULL" if any(job.durable for job in batch) else "NORMAL"
         try:
             busy = int(self.write_timeout_seconds * 1000)
@@ -228,12 +348,13 @@ class AuditStore:
             # Read the head inside the write lock: another process (the CLI) may have appended.
             head = chain_head(connection)
             for job in batch:
-                seq = head[0] + 1
-                body = job.record.body(seq)
-                digest = chain_hash(head[1], body)
                 connection.execute("SAVEPOINT job")
                 try:
-                    _insert(connection, seq, job.record, body, head[1], digest)
+                    if job.record is not None:
+                        seq = head[0] + 1
+                        body = job.record.body(seq)
+                        digest = chain_hash(head[1], body)
+                        _insert(connection, seq, job.record, body, head[1], digest)
                     for statement in job.statements:
                         cursor = connection.execute(statement.sql, statement.params)
                         if statement.expect_rows is not None and cursor.rowcount != statement.expect_rows:
@@ -244,8 +365,9 @@ class AuditStore:
                     failed.append((job, exc))
                     continue
                 connection.execute("RELEASE job")
-                head = (seq, digest)
-                done.append((job, seq))
+                if job.record is not None:
+                    head = (seq, digest)
+                done.append((job, head[0]))
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -261,7 +383,7 @@ class AuditStore:
             except queue.Empty:
                 return
             if isinstance(item, _Job):
-                _settle([(item, _error(RuntimeError("the audit writer stopped")))])
+                _settle([(item, AuditWriteError("the audit writer stopped"))])
 
 
 def chain_head(connection: sqlite3.Connection) -> tuple[int, str]:
@@ -269,8 +391,8 @@ def chain_head(connection: sqlite3.Connection) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
-def _error(exc: BaseException) -> BaseException:
-    return exc if isinstance(exc, StaleState) else AuditWriteError(f"audit write failed: {exc}")
+def _error(exc: sqlite3.Error | StaleState) -> BaseException:
+    return exc if isinstance(exc, StaleState) else typed(exc, "audit write failed")
 
 
 _INDEXED = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")

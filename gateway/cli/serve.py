@@ -10,7 +10,10 @@ import anyio
 import click
 
 from gateway.cli.options import config_option, load_gateway, resolve_subject
+from gateway.gateway import Gateway
+from gateway.outcomes import AuditWriteError
 from gateway.serving import serve_http, serve_stdio
+from gateway.store.errors import StoreCorrupt
 
 
 @click.command()
@@ -40,10 +43,10 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
 
     Example: portcullis serve --transport stdio --as alice
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("casbin").setLevel(logging.WARNING)
+    configure_logging()
     gateway = load_gateway(config_path, mode="server")
     config = gateway.config
+    anyio.run(check_audit_database, gateway)
     if transport == "stdio":
         from_env = os.environ.get("PORTCULLIS_SUBJECT")
         identity = resolve_subject(config, subject, "--as") if subject else resolve_subject(config, from_env, "env")
@@ -51,3 +54,36 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
         return
     server = config.server
     anyio.run(serve_http, gateway, host or server.host, server.port if port is None else port)
+
+
+LIBRARIES = ("casbin", "httpx", "httpcore", "mcp")
+"""Libraries that log every request at INFO (or set their own level): on stderr only from WARNING."""
+
+
+def configure_logging() -> None:
+    """The gateway's own INFO lines (reloads, refused credentials) and every warning, on stderr.
+
+    A stdio server's stderr is read by people (the client's log window): libraries' INFO
+    lines (each HTTP request a tool makes) would bury the gateway's. Uvicorn configures its
+    own loggers (the HTTP access log) from `serving.py`.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gateway").setLevel(logging.INFO)
+    for library in LIBRARIES:
+        logging.getLogger(library).setLevel(logging.WARNING)
+
+
+async def check_audit_database(gateway: Gateway) -> None:
+    """Open the audit store once before serving, so that a file that is not an audit database is one
+    line naming it and what to do, not a traceback from inside the server's start-up."""
+    config = gateway.config
+    try:
+        gateway.audit.open(config.audit.salt)
+    except StoreCorrupt as exc:
+        raise click.ClickException(
+            f"audit.path {config.audit.path} is not a Portcullis audit database ({exc.reason}):"
+            " move it away or point audit.path elsewhere"
+        ) from exc
+    except AuditWriteError as exc:
+        raise click.ClickException(f"cannot open the audit log (audit.path {config.audit.path}): {exc}") from exc
+    await gateway.audit.close()

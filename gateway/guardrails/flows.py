@@ -4,8 +4,13 @@ A session that has read private data and untrusted content is where a prompt
 injection can turn into a leak: the untrusted text asks, the private data is at
 hand, and an external sink carries it out. The tracker remembers, per session,
 which labelled tools returned results (with their call ids, which the audit
-log links to); the guardrail stage asks it before a call to a sink. It is owned
-by the `Gateway`, so it survives policy reloads, and bounded in sessions.
+log links to); the guardrail stage asks it before a call to a sink.
+
+`FlowTracker` is the in-memory `FlowLabels` store (store/protocols.py): one process's
+sessions, bounded in sessions and in links per label. A store shared by every process
+(issue 15) answers the same two questions; one that cannot answer raises a `StoreError`,
+and the stages refuse the call (fail closed). It is owned by the wiring, so it survives
+policy reloads.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ def flow_key(caller: _Caller) -> str | None:
 
 
 class FlowTracker:
+    """`FlowLabels` in this process's memory; the least recently used session goes first when full."""
+
     def __init__(self, max_sessions: int = 10_000, max_links: int = 20) -> None:
         self._sessions: OrderedDict[str, dict[str, list[str]]] = OrderedDict()
         self._max_sessions = max_sessions
         self._max_links = max_links
 
-    def record(self, session: str, labels: frozenset[str], call_id: str) -> None:
+    async def record(self, session: str, labels: frozenset[str], call_id: str) -> None:
         seen = self._sessions.get(session)
         if seen is None:
             seen = self._sessions[session] = {}
@@ -46,7 +53,7 @@ class FlowTracker:
             calls.append(call_id)
             del calls[: -self._max_links]
 
-    def reads(self, session: str, labels: tuple[str, ...]) -> list[str] | None:
+    async def reads(self, session: str, labels: tuple[str, ...]) -> list[str] | None:
         """The call ids that gave this session every one of `labels`, or None if some label is missing."""
         seen = self._sessions.get(session)
         if seen is None or any(label not in seen for label in labels):

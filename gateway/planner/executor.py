@@ -4,12 +4,19 @@ gateway's whole audited pipeline as the caller, with retries, `on_error` and com
 A step starts when every step it depends on has succeeded; if one of them did not, it is
 skipped. A step that needs an approval the plan's approval does not cover pauses the plan:
 nothing new starts, and the step's own approval request is pending.
+
+The run is held under its process's lease, which the run renews itself (with every step
+transition, and every third of a lease while a step takes long); a run that stops before
+it finishes (the gateway stopped, a fault) says so at once (`interrupted`). If another
+process took the run over (its lease ran out while this one was stalled), nothing new
+starts and the rest of the history is recorded without touching the state it took over.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -19,17 +26,23 @@ from gateway.audit import AuditRecord
 from gateway.audit.records import utc_now
 from gateway.calls import Caller, PlanLink
 from gateway.ids import new_id
-from gateway.outcomes import Outcome, OutcomeCode
+from gateway.outcomes import AuditWriteError, Outcome, OutcomeCode
 from gateway.planner.plan import Plan, Step, UnresolvedRef, resolve
 from gateway.planner.preview import Cover
-from gateway.planner.runs import RunStatus, StepRecord, finish_run, insert_run, update_step
+from gateway.planner.runs import RunStatus, StepRecord
 from gateway.planner.validate import dependencies
-from gateway.ports import AuditSink
+from gateway.store.changes import Change
+from gateway.store.errors import StaleState
+from gateway.store.protocols import AuditLog, PlanRunStore
 from gateway.tool_api import ProgressReporter
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({OutcomeCode.TOOL_FAILED, OutcomeCode.TIMEOUT, OutcomeCode.UPSTREAM_UNAVAILABLE})
 StepRunner = Callable[[Caller, str, str, Any, PlanLink, float | None], Awaitable[Outcome]]
 """(caller, call_id, tool, arguments, plan link, timeout) -> the outcome of one audited pipeline run."""
+TAKEN_OVER = "taken over"
+"""Why nothing new starts once another process marked the run interrupted."""
 
 
 class StepReport(BaseModel):
@@ -63,8 +76,17 @@ class RunReport(BaseModel):
 
 
 class PlanExecutor:
-    def __init__(self, audit: AuditSink, run_step: StepRunner, policy_version: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        runs: PlanRunStore,
+        owner: str,
+        run_step: StepRunner,
+        policy_version: Callable[[], str],
+    ) -> None:
         self._audit = audit
+        self._runs = runs
+        self._owner = owner
         self._run_step = run_step
         self._policy_version = policy_version
 
@@ -101,10 +123,13 @@ class _Run:
         self.finished = {s.id: anyio.Event() for s in plan.steps}
         self.completed: list[str] = []
         self.stopping: str | None = None
-        """Why no new step starts: abort, compensate, paused."""
+        """Why no new step starts: abort, compensate, paused, taken over."""
+        self.taken_over = False
+        """Another process marked this run interrupted: records go on, state changes do not."""
         self.started = time.perf_counter()
+        self.runs, self.owner = executor._runs, executor._owner
 
-    async def _record(self, event: str, statements: list[Any], durable: bool = True, **detail: Any) -> None:
+    async def _record(self, event: str, changes: Sequence[Change], durable: bool = True, **detail: Any) -> None:
         record = AuditRecord(
             event=event,
             subject=self.caller.subject,
@@ -114,22 +139,86 @@ class _Run:
             plan_run_id=self.run_id,
             detail=detail,
         )
-        await self.executor._audit.append(record, statements, durable=durable)
+        if not self.taken_over:
+            try:
+                await self.executor._audit.append(record, changes, durable=durable)
+                return
+            except StaleState:
+                self._taken_over()
+        # The run's state is the other process's now: keep the history of what this one did, change nothing.
+        kept = record.model_copy(update={"detail": {**detail, "state": "unchanged: another process interrupted it"}})
+        await self.executor._audit.append(kept, durable=durable)
+
+    def _taken_over(self) -> None:
+        logger.warning("plan run %s was interrupted by another process (its lease ran out)", self.run_id)
+        self.taken_over = True
+        self.stopping = TAKEN_OVER
 
     async def execute(self) -> RunReport:
-        plan_json = self.plan.model_dump(mode="json")
-        statements = insert_run(
+        start = self.runs.start(
             self.run_id,
-            self.caller.subject or "",
-            self.caller.tenant,
-            self.caller.session,
-            plan_json,
-            self.plan.hash,
-            self.approval_id,
+            owner=self.owner,
+            subject=self.caller.subject or "",
+            tenant=self.caller.tenant,
+            session=self.caller.session,
+            plan=self.plan.model_dump(mode="json"),
+            plan_hash=self.plan.hash,
+            approval_id=self.approval_id,
         )
         await self._record(
-            "plan.started", statements, False, goal=self.plan.goal, plan_hash=self.plan.hash, steps=len(self.plan.steps)
+            "plan.started", [start], False, goal=self.plan.goal, plan_hash=self.plan.hash, steps=len(self.plan.steps)
         )
+        try:
+            async with anyio.create_task_group() as lease:
+                lease.start_soon(self._keep_lease)
+                timed_out, compensations = await self._steps()
+                lease.cancel_scope.cancel()
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._abandon()
+            raise
+        status = self._status(timed_out, compensations)
+        report = RunReport(
+            run_id=self.run_id,
+            status=status,
+            goal=self.plan.goal,
+            plan_hash=self.plan.hash,
+            approval_id=self.approval_id,
+            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            steps=[self._report(s.id) for s in self.plan.steps],
+            compensations=compensations,
+        )
+        result = report.model_dump(mode="json")
+        with anyio.CancelScope(shield=True):
+            finish = self.runs.finish(self.run_id, status, result, self.owner)
+            await self._record("plan.finished", [finish], status=status)
+        return report
+
+    async def _keep_lease(self) -> None:
+        """Renew the run's lease every third of it, so a long step never lets it run out."""
+        every = self.runs.lease_seconds / 3
+        while not self.taken_over:
+            await anyio.sleep(every)
+            try:
+                await self.executor._audit.write([self.runs.renew(self.owner, self.run_id)])
+            except StaleState:
+                self._taken_over()
+            except AuditWriteError:
+                logger.warning("could not renew the lease of plan run %s; trying again", self.run_id, exc_info=True)
+
+    async def _abandon(self) -> None:
+        """The run stopped before it finished: say so now rather than when its lease runs out."""
+        if self.taken_over:
+            return
+        reason = "the run stopped before it finished (the gateway stopped, or a fault)"
+        try:
+            interrupted = self.runs.finish(self.run_id, "interrupted", {"reason": reason}, self.owner)
+            await self._record("plan.interrupted", [interrupted], runs=[self.run_id], reason=reason)
+        except AuditWriteError:
+            logger.exception("could not mark plan run %s interrupted; its lease will run out", self.run_id)
+
+    async def _steps(self) -> tuple[bool, list[StepReport]]:
+        """Run the steps (and the compensations, if a step asks for them): whether the deadline passed, and those."""
         timed_out = False
         with anyio.move_on_after(self.plan.limits.timeout_seconds) as scope:
             limiter = anyio.CapacityLimiter(self.plan.limits.max_parallel)
@@ -149,24 +238,12 @@ class _Run:
         compensations: list[StepReport] = []
         if self.stopping == "compensate":
             compensations = await self._compensate()
-        status = self._status(timed_out, compensations)
-        report = RunReport(
-            run_id=self.run_id,
-            status=status,
-            goal=self.plan.goal,
-            plan_hash=self.plan.hash,
-            approval_id=self.approval_id,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            steps=[self._report(s.id) for s in self.plan.steps],
-            compensations=compensations,
-        )
-        result = report.model_dump(mode="json")
-        with anyio.CancelScope(shield=True):
-            await self._record("plan.finished", [finish_run(self.run_id, status, result)], status=status)
-        return report
+        return timed_out, compensations
 
     def _status(self, timed_out: bool, compensations: list[StepReport]) -> RunStatus:
         statuses = {r.status for r in self.records.values()}
+        if self.taken_over:
+            return "interrupted"
         if timed_out:
             return "timed_out"
         if "paused" in statuses:
@@ -182,9 +259,10 @@ class _Run:
         self.records[step_id] = record
         # Step transitions are committed but not fsynced on their own: the step's outcome record and the
         # run's `plan.finished` are, and a durable commit makes every earlier one durable too (WAL order).
-        # The call records are the truth; a machine crash can at worst leave a step `running`, which the
-        # next start marks interrupted.
-        await self._record("plan.step", [update_step(self.run_id, record)], False, step=step_id, status=record.status)
+        # The call records are the truth; a machine crash can at worst leave a step `running`, until the
+        # run's lease runs out and it is marked interrupted.
+        change = self.runs.step(self.run_id, record, self.owner)
+        await self._record("plan.step", [change], False, step=step_id, status=record.status)
 
     async def _step(self, step: Step, limiter: anyio.CapacityLimiter) -> None:
         try:

@@ -1,30 +1,43 @@
 """The planner as a service: preview and run plans as a caller, read runs back, and account for runs
-a stopped gateway left running.
+whose process is gone.
 
 Every step runs through the `door` (the audited pipeline, as the caller); run state and its
-history are written together through `audit`, and read back through `reads`.
+history are written together through `audit`, as changes the `runs` store builds. Runs belong
+to this process (`owner`) under a lease they renew themselves; a serving gateway marks runs
+whose lease ran out, or whose process is provably gone, as interrupted: at its start, and
+every third of a lease after (`watch_leases`). A run that is alive is never taken.
 """
 
 from __future__ import annotations
 
+import logging
+
+import anyio
+
 from gateway.audit import AuditRecord
 from gateway.calls import Caller
-from gateway.outcomes import Decision
+from gateway.outcomes import AuditWriteError, Decision
 from gateway.planner.executor import PlanExecutor, RunReport
 from gateway.planner.plan import PLAN_TOOLS, Plan
 from gateway.planner.preview import Cover, PlanPreview
-from gateway.planner.runs import RunRecord, interrupt_running
-from gateway.ports import AuditSink, CurrentSnapshot, Door, PlanRunReads
+from gateway.planner.runs import RunRecord
+from gateway.ports import CurrentSnapshot, Door
+from gateway.store.errors import StaleState
+from gateway.store.owner import Owner
+from gateway.store.protocols import AuditLog, PlanRunStore
 from gateway.tool_api import ProgressReporter
 from gateway.tool_types import ToolDefinition
 
+logger = logging.getLogger(__name__)
+
 
 class PlannerService:
-    def __init__(self, current: CurrentSnapshot, door: Door, audit: AuditSink, reads: PlanRunReads) -> None:
+    def __init__(self, current: CurrentSnapshot, door: Door, audit: AuditLog, runs: PlanRunStore, owner: Owner) -> None:
         self._current = current
         self._door = door
         self._audit = audit
-        self._reads = reads
+        self._runs = runs
+        self._owner = owner
 
     def plan_tool(self, caller: Caller, tool: str) -> ToolDefinition | None:
         """The caller's view of a tool a plan step names (the planner's own tools are never steps)."""
@@ -56,11 +69,13 @@ class PlannerService:
         progress: ProgressReporter | None = None,
     ) -> RunReport:
         """Run a reviewed plan, each step through the audited pipeline (`gateway.plan_run` gets here)."""
-        executor = PlanExecutor(self._audit, self._door.run_step, lambda: self._current.snapshot.policy.version)
+        executor = PlanExecutor(
+            self._audit, self._runs, self._owner.id, self._door.run_step, lambda: self._current.snapshot.policy.version
+        )
         return await executor.run(plan, caller, covers=covers, approval_id=approval_id, progress=progress)
 
     async def record(self, run_id: str) -> RunRecord | None:
-        return await self._reads.plan_run(run_id)
+        return await self._runs.get(run_id)
 
     def may_see(self, caller: Caller, owner: str) -> bool:
         """Its owner, and subjects whose policy allows `read` on `gateway.plan_runs` (auditors)."""
@@ -73,18 +88,36 @@ class PlannerService:
         )
         return decision.decision is not Decision.DENY
 
-    async def interrupt_left_running(self) -> None:
-        """Runs left `running` by a gateway that stopped are shown as interrupted, never silently lost.
+    async def interrupt_expired(self) -> list[str]:
+        """Mark the runs nobody runs any more as interrupted (never silently lost); the ids marked.
 
-        Only a serving gateway does this at its start; an administrative session (a CLI command) never does.
+        A run is nobody's once its lease ran out, or at once when its process ran on this machine
+        and is gone. Only a serving gateway does this; an administrative session (a CLI command)
+        never does. Two gateways doing it at once mark each run once: the second finds it moved.
         """
-        statements = interrupt_running()
-        left = await self._reads.running_plan_runs()
-        if left:
-            record = AuditRecord(
-                event="plan.interrupted",
-                policy_version=self._current.snapshot.policy.version,
-                outcome="interrupted",
-                detail={"runs": left},
-            )
-            await self._audit.append(record, statements)
+        leases = await self._runs.running()
+        owners = {lease.owner for lease in leases if lease.owner and lease.owner != self._owner.id}
+        gone = sorted(owner for owner in owners if Owner(owner).gone())
+        ids = await self._runs.expired(gone)
+        if not ids:
+            return []
+        record = AuditRecord(
+            event="plan.interrupted",
+            policy_version=self._current.snapshot.policy.version,
+            outcome="interrupted",
+            detail={"runs": ids},
+        )
+        try:
+            await self._audit.append(record, [self._runs.interrupt(ids, gone)])
+        except StaleState:
+            return []  # another gateway marked them first, or an owner renewed meanwhile: the next pass looks again
+        return ids
+
+    async def watch_leases(self) -> None:
+        """Forever (a serving gateway's timer): every third of a lease, mark the runs nobody runs any more."""
+        while True:
+            await anyio.sleep(self._runs.lease_seconds / 3)
+            try:
+                await self.interrupt_expired()
+            except AuditWriteError:
+                logger.warning("could not look for interrupted plan runs; trying again", exc_info=True)

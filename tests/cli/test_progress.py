@@ -13,7 +13,7 @@ import pytest
 
 from gateway.audit import AuditRecord, AuditStore
 from gateway.config import load_config
-from support import portcullis
+from support import cli, make_deployment
 
 
 def fill(config_path: Path, records: int) -> None:
@@ -31,7 +31,7 @@ def fill(config_path: Path, records: int) -> None:
 
     anyio.run(write)
     # verify needs a signed checkpoint (and its external copy) to pass
-    assert portcullis("audit", "checkpoint", "--config", str(config_path)).returncode == 0
+    assert cli("audit", "checkpoint", "--config", str(config_path)).returncode == 0
 
 
 async def _write(store: AuditStore, worker: int, count: int) -> None:
@@ -59,9 +59,18 @@ def run_on_terminal(*args: str) -> tuple[int, str]:
     return process.wait(timeout=60), shown.decode(errors="replace")
 
 
-@pytest.mark.parametrize(("command", "label"), [(["audit", "verify"], "verifying"), (["audit", "export"], "exporting")])
-def test_progress_on_a_terminal_and_none_when_piped(config_path: Path, command: list[str], label: str) -> None:
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployment whose log is long enough to show progress (filled once: the commands only read it)."""
+    config_path = make_deployment(tmp_path_factory.mktemp("progress") / "deployment")
     fill(config_path, 25_600)
+    return config_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "label"), [(["audit", "verify"], "verifying"), (["audit", "export"], "exporting")])
+def test_progress_on_a_terminal_and_none_when_piped(filled: Path, command: list[str], label: str) -> None:
+    config_path = filled
     status, shown = run_on_terminal(*command, "--config", str(config_path))
     assert status == 0
     assert label in shown and "25601" in shown

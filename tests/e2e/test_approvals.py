@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
-from servers import MODES, connector
-from support import make_deployment, portcullis
+from servers import IN_PROCESS, MODES, Servers, connector
+from support import cli, make_deployment, portcullis
 
 from gateway import Gateway, OutcomeCode
 from gateway.approvals import ApprovalStatus
@@ -24,6 +22,7 @@ pytestmark = pytest.mark.anyio
 BOB = Caller(subject="bob", auth="test", transport="test")
 REFUND = {"customer_id": "C004", "amount": 500, "reason": "late delivery"}
 POLICY = "g, frank, role:manager\ng, gina, role:manager\n"
+REAL_STDIO = ("stdio-legacy", "stdio-auto")
 
 
 def who(subject: str) -> Caller:
@@ -203,25 +202,27 @@ async def test_requests_expire_once_and_late_approvals_are_refused(tmp_path: Pat
     assert expired == 1
 
 
+@pytest.mark.slow
 async def test_a_request_approved_while_the_gateway_was_down_runs_after_restart(tmp_path: Path) -> None:
     path = deployment(tmp_path)
     async with Gateway(load_config(path)) as gateway:
         request_id = await request_refund(gateway)
-    decided = portcullis("approvals", "approve", request_id, "--as", "carol", "--config", str(path), "--json")
+    decided = cli("approvals", "approve", request_id, "--as", "carol", "--config", str(path), "--json")
     assert decided.returncode == 0, decided.stderr
     assert json.loads(decided.stdout)["status"] == "approved"
-    refused = portcullis("approvals", "approve", request_id, "--as", "frank", "--config", str(path))
+    refused = cli("approvals", "approve", request_id, "--as", "frank", "--config", str(path))
     assert refused.returncode == 1 and "not_pending" in refused.stderr
     async with Gateway(load_config(path)) as gateway:
         assert (await finished(gateway, request_id)).status is ApprovalStatus.SUCCEEDED
     assert refunds(path) == 1
-    shown = portcullis("approvals", "show", request_id, "--config", str(path), "--json")
+    shown = cli("approvals", "show", request_id, "--config", str(path), "--json")
     assert [d["approver"] for d in json.loads(shown.stdout)["decisions"]] == ["carol"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(
-    mode: str, tmp_path: Path, serve_http: Any
+    mode: str, tmp_path: Path, servers: Servers
 ) -> None:
     path = deployment(tmp_path, wait_seconds=20)
     progress: list[str] = []
@@ -244,7 +245,7 @@ async def test_the_quick_path_answers_with_the_real_result_in_the_same_call(
         )
         assert decided.returncode == 0, decided.stderr
 
-    async with connector(path, mode, serve_http)("bob") as client, anyio.create_task_group() as tasks:
+    async with connector(path, mode, servers)("bob") as client, anyio.create_task_group() as tasks:
         tasks.start_soon(approve_when_pending)
         result = await client.call_tool("payments.refund", REFUND, progress_callback=on_progress)
     assert not result.is_error, result
@@ -364,19 +365,22 @@ async def decline(context: Any, params: Any) -> Any:
     return types.ElicitResult(action="accept", content={"confirm": False})
 
 
-@pytest.mark.parametrize("mode", ["legacy", "auto"])
-@pytest.mark.parametrize(("answer", "ran"), [(confirm, True), (decline, False), (None, False)])
+ANSWERS = {"confirm": (confirm, True), "decline": (decline, False), "none": (None, False)}
+CONSENT_CASES = [
+    *[pytest.param(mode, *ANSWERS[name], id=f"{name}-{mode}") for mode in IN_PROCESS for name in ANSWERS],
+    # the question and its answer on a real stdio stream, in each era
+    *[pytest.param(mode, confirm, True, id=f"confirm-{mode}", marks=pytest.mark.e2e) for mode in REAL_STDIO],
+]
+
+
+@pytest.mark.parametrize(("mode", "answer", "ran"), CONSENT_CASES)
 async def test_consent_is_asked_of_the_users_own_client_in_both_eras(
-    mode: str, answer: Any, ran: bool, tmp_path: Path
+    mode: str, answer: Any, ran: bool, tmp_path: Path, servers: Servers
 ) -> None:
     path = deployment(tmp_path)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(path), "--as", "carol"],
-    )
     refund = {**REFUND, "amount": 6000}
     options = {"elicitation_callback": answer} if answer is not None else {}
-    async with Client(params, mode=mode, **options) as client:
+    async with connector(path, mode, servers, **options)("carol") as client:
         result = await client.call_tool("payments.refund", refund)
     if ran:
         assert not result.is_error and result.structured_content is not None

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+from support import make_deployment
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
 def verify(config: Path) -> subprocess.CompletedProcess[str]:
@@ -36,9 +37,9 @@ def tamper(config: Path, statement: str) -> None:
     db.close()
 
 
-async def test_verify_passes_on_a_live_log_and_fails_on_an_edited_or_deleted_record(
-    e2e_config: Path, tmp_path: Path
-) -> None:
+async def test_verify_passes_on_a_live_log_and_fails_on_an_edited_or_deleted_record(tmp_path: Path) -> None:
+    # A log of its own: the record edited below (the middle one) must be one of carol's calls.
+    e2e_config = make_deployment(tmp_path / "live" / "deployment")
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(e2e_config), "--as", "carol"],

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from support import make_deployment, portcullis
+from support import cli, make_deployment
 
 from gateway import Gateway, OutcomeCode
 from gateway.config import load_config
@@ -30,6 +30,7 @@ def count(path: Path, where: str) -> int:
     return int(value)
 
 
+@pytest.mark.slow
 async def test_no_record_is_lost_under_64_concurrent_callers(tmp_path: Path) -> None:
     path = make_deployment(tmp_path / "d")
     outcomes: list[OutcomeCode] = []
@@ -46,7 +47,7 @@ async def test_no_record_is_lost_under_64_concurrent_callers(tmp_path: Path) -> 
     assert len(outcomes) == 640 and set(outcomes) == {OutcomeCode.OK}
     assert count(path, "event = 'tool.call' AND tool = 'faulty.echo'") == 640
     assert count(path, "event = 'tool.intent' AND tool = 'faulty.echo'") == 640
-    assert portcullis("audit", "verify", "--config", str(path)).returncode == 0
+    assert cli("audit", "verify", "--config", str(path)).returncode == 0
 
 
 async def test_calls_are_refused_when_the_log_cannot_be_written(tmp_path: Path) -> None:
@@ -72,6 +73,7 @@ async def test_calls_are_refused_when_the_log_cannot_be_written(tmp_path: Path) 
     assert not (path.parent / "data" / "acme.db").exists()
 
 
+@pytest.mark.e2e
 async def test_a_crash_mid_call_leaves_a_started_record_and_the_chain_verifies(tmp_path: Path) -> None:
     path = make_deployment(tmp_path / "d")
     params = StdioServerParameters(
@@ -95,7 +97,7 @@ async def test_a_crash_mid_call_leaves_a_started_record_and_the_chain_verifies(t
     finished = count(path, "event = 'tool.call' AND tool = 'faulty.slow'")
     assert (started, finished) == (1, 0)
     # killed before its first checkpoint: there is no external copy yet
-    assert portcullis("audit", "verify", "--config", str(path), "--allow-missing-checkpoints").returncode == 0
+    assert cli("audit", "verify", "--config", str(path), "--allow-missing-checkpoints").returncode == 0
     async with Gateway(load_config(path)) as gateway:  # restart: the chain goes on
         assert (await gateway.call_tool(ALICE, "faulty.echo", {"text": "x"})).code is OutcomeCode.OK
-    assert portcullis("audit", "verify", "--config", str(path)).returncode == 0
+    assert cli("audit", "verify", "--config", str(path)).returncode == 0

@@ -26,6 +26,7 @@ from gateway.audit.records import chain_hash
 from gateway.audit.schema import GENESIS_HASH
 from gateway.canonical import canonical_json
 
+pytestmark = pytest.mark.e2e  # the log is written by `portcullis serve` over stdio
 _COLUMNS = ("seq", "ts", "event", "call_id", "subject", "tool", "decision", "outcome")
 
 

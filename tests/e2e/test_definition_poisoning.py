@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import types
-from servers import MODES, connector
+from servers import IN_PROCESS, Servers, connector, real
 from support import UPSTREAMS, Connect, make_deployment
 
 from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
@@ -38,11 +37,9 @@ def poisoned_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture(params=MODES)
-def connect_poisoned(
-    request: pytest.FixtureRequest, poisoned_config: Path, serve_http: Callable[[Path], str]
-) -> Connect:
-    return connector(poisoned_config, request.param, serve_http)
+@pytest.fixture
+def connect_poisoned(mode: str, poisoned_config: Path, servers: Servers) -> Connect:
+    return connector(poisoned_config, mode, servers)
 
 
 def audit(config: Path, event: str) -> list[dict[str, Any]]:
@@ -62,6 +59,7 @@ def text_of(result: types.CallToolResult) -> str:
     return first.text
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_tools_hiding_instructions_in_names_or_escape_sequences_are_quarantined(
     connect_poisoned: Connect, poisoned_config: Path
 ) -> None:

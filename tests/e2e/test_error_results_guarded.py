@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import types
-from servers import MODES, connector
+from servers import IN_PROCESS, Servers, connector, real
 from support import Connect, make_deployment, set_guardrails
 from upstreams.injector import INJECTION, SECRET, upstream
 
@@ -32,9 +31,9 @@ def injector_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return config
 
 
-@pytest.fixture(params=MODES)
-def connect(request: pytest.FixtureRequest, injector_config: Path, serve_http: Callable[[Path], str]) -> Connect:
-    return connector(injector_config, request.param, serve_http)
+@pytest.fixture
+def connect(mode: str, injector_config: Path, servers: Servers) -> Connect:
+    return connector(injector_config, mode, servers)
 
 
 def audited(config: Path, seq: int) -> dict[str, Any]:
@@ -47,6 +46,7 @@ def texts(result: types.CallToolResult) -> list[str]:
     return [block.text for block in result.content if isinstance(block, types.TextContent)]
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_instructions_in_an_upstream_error_result_are_annotated(connect: Connect, injector_config: Path) -> None:
     async with connect("alice") as client:
         result = await client.call_tool("inj.fail_with_instructions", {})

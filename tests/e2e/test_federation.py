@@ -1,4 +1,5 @@
-"""Resources and prompts of upstreams, federated under policy and audited, through real clients."""
+"""Resources and prompts of upstreams, federated under policy and audited, through real clients (in-process;
+listing and reading also over stdio and Streamable HTTP)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from mcp import MCPError, types
+from servers import MODES
 from support import Connect
 
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_resources_of_an_upstream_are_listed_and_read_under_policy(connect: Connect, e2e_config: Path) -> None:
     async with connect("alice") as client:
         listed = (await client.list_resources()).resources

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import MCPError, types
-from servers import MODES, connector
+from servers import MODES, Servers, connector
 from support import Connect, make_deployment, set_guardrails
 from upstreams.injector import INJECTION, SECRET, upstream
 
@@ -37,9 +36,9 @@ def injector_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return config
 
 
-@pytest.fixture(params=MODES)
-def connect(request: pytest.FixtureRequest, injector_config: Path, serve_http: Callable[[Path], str]) -> Connect:
-    return connector(injector_config, request.param, serve_http)
+@pytest.fixture
+def connect(mode: str, injector_config: Path, servers: Servers) -> Connect:
+    return connector(injector_config, mode, servers)
 
 
 def records(config: Path, tool: str) -> list[dict[str, Any]]:
@@ -85,6 +84,7 @@ async def test_a_prompt_is_annotated_and_redacted_before_the_client_gets_it(conn
     assert SECRET not in result.model_dump_json()
 
 
+@pytest.mark.parametrize("mode", MODES)  # a refusal on the wire is an error response
 async def test_a_rate_limit_on_a_resource_refuses_the_read_after_the_limit(connect: Connect) -> None:
     uri = f"inj://counted/{uuid.uuid4().hex}"
     async with connect("alice") as client:

@@ -7,13 +7,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import types
-from servers import MODES, connector, free_port, wait_for_http
+from servers import IN_PROCESS, MODES, Servers, connector, free_port, real, wait_for_http
 from support import REPO, Connect, make_deployment
 
 from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
@@ -42,9 +42,9 @@ def guarded_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         server.wait(timeout=10)
 
 
-@pytest.fixture(params=MODES)
-def connect(request: pytest.FixtureRequest, guarded_config: Path, serve_http: Callable[[Path], str]) -> Connect:
-    return connector(guarded_config, request.param, serve_http)
+@pytest.fixture
+def connect(mode: str, guarded_config: Path, servers: Servers) -> Connect:
+    return connector(guarded_config, mode, servers)
 
 
 def error(result: types.CallToolResult) -> dict[str, Any]:
@@ -58,6 +58,7 @@ def record(config: Path, seq: int) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_block_an_email_with_a_card_number(connect: Connect, guarded_config: Path) -> None:
     async with connect("alice") as client:
         body = f"Card on file: {CARD}"
@@ -106,11 +107,10 @@ async def test_injection_in_an_http_result_is_annotated(connect: Connect, guarde
     assert ("injection.instructions", "annotate") in [(f["rule"], f["action"]) for f in audited["findings"]]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", MODES)  # what "one session" is differs by transport
 async def test_the_flow_rule_holds_email_after_customer_data_and_untrusted_content_in_one_session(
-    mode: str, guarded_config: Path, serve_http: Callable[[Path], str]
+    connect: Connect, guarded_config: Path
 ) -> None:
-    connect = connector(guarded_config, mode, serve_http)
     mail = {"to": "bob@acme.example", "subject": "stock", "body": "The item is in stock."}
     async with connect("alice") as other:
         # another session that read only the untrusted content may send

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import types
-from servers import MODES, connector
+from servers import IN_PROCESS, Servers, connector, real
 from support import Connect, make_guarded_deployment
 
 from gateway.mcp_server import AUDIT_ID_META_KEY
@@ -33,9 +32,9 @@ def evasion_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_guarded_deployment(tmp_path_factory.mktemp("evasions") / "deployment", rules)
 
 
-@pytest.fixture(params=MODES)
-def connect(request: pytest.FixtureRequest, evasion_config: Path, serve_http: Callable[[Path], str]) -> Connect:
-    return connector(evasion_config, request.param, serve_http)
+@pytest.fixture
+def connect(mode: str, evasion_config: Path, servers: Servers) -> Connect:
+    return connector(evasion_config, mode, servers)
 
 
 def audited(config: Path, seq: int) -> dict[str, Any]:
@@ -48,6 +47,7 @@ def texts(result: types.CallToolResult) -> list[str]:
     return [block.text for block in result.content if isinstance(block, types.TextContent)]
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_instructions_in_cyrillic_look_alike_letters_are_annotated(
     connect: Connect, evasion_config: Path
 ) -> None:

@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from support import make_deployment
 
+pytestmark = pytest.mark.e2e  # tokens travel in HTTP headers: a real server only
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 ISSUER = "https://idp.acme.example"
 AUDIENCE = "portcullis-test"

@@ -1,4 +1,5 @@
-"""What an agent experiences through a real MCP client, on every transport and protocol era."""
+"""What an agent experiences through a real MCP client: in both protocol eras in-process, and for the
+representative calls (and what is transport-specific) over stdio and Streamable HTTP in both eras."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import anyio
 import httpx
 import pytest
 from mcp import types
+from servers import IN_PROCESS, MODES, real
 from support import DEMO_VIEW, Connect
 
 from gateway.mcp_server import AUDIT_ID_META_KEY, ERROR_META_KEY
@@ -40,6 +42,7 @@ def error(result: types.CallToolResult) -> dict[str, Any]:
     return details
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])  # HTTP: the key names the subject
 @pytest.mark.parametrize("subject", sorted(DEMO_VIEW))
 async def test_each_subject_sees_exactly_the_tools_their_role_allows(connect: Connect, subject: str) -> None:
     async with connect(subject) as client:
@@ -51,6 +54,7 @@ async def test_each_subject_sees_exactly_the_tools_their_role_allows(connect: Co
         assert tool.input_schema["type"] == "object"
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_an_allowed_call_returns_the_result_and_is_audited(connect: Connect, e2e_config: Path) -> None:
     async with connect("alice") as client:
         result = await client.call_tool("crm.find_customer", {"query": "hopper"})
@@ -76,6 +80,7 @@ async def test_an_allowed_call_returns_the_result_and_is_audited(connect: Connec
     assert record["records_for_call"] == 1
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_a_tool_outside_the_callers_role_looks_unknown_but_is_audited_as_denied(
     connect: Connect, e2e_config: Path
 ) -> None:
@@ -109,6 +114,7 @@ async def test_schema_violations_are_refused_with_every_problem(connect: Connect
     assert audit_record(e2e_config, details["audit_id"])["outcome"] == "invalid_arguments"
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_oversized_and_deeply_nested_arguments_are_refused(connect: Connect) -> None:
     nested: dict[str, Any] = {"text": "x"}
     for _ in range(40):
@@ -177,6 +183,7 @@ async def test_an_oversized_result_is_withheld(connect: Connect) -> None:
     assert error(result)["code"] == "output_too_large"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Bearer", "Basic ZGVtby1hbGljZQ=="])
 def test_http_without_a_valid_key_gets_401(http_url: str, header: str | None) -> None:
     headers = {"Accept": "application/json, text/event-stream"}
@@ -188,6 +195,7 @@ def test_http_without_a_valid_key_gets_401(http_url: str, header: str | None) ->
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_the_stdio_caller_is_the_os_user_mapped_by_config(mode: str, tmp_path: Path) -> None:
     import getpass

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import yaml
-from support import make_deployment, portcullis, set_guardrails, toy_upstream
+from support import cli, make_deployment, set_guardrails, toy_upstream
 
 from gateway import Gateway, OutcomeCode
 from gateway.config import load_config
 from gateway.pipeline import Caller
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # each test starts upstream processes, some several
 ALICE = Caller(subject="alice", auth="test", transport="test")
 
 
@@ -50,7 +50,7 @@ async def test_a_changed_upstream_tool_is_quarantined_audited_and_restored_by_re
         extra_policy="p, role:support, toy.*, call, allow\n",
         changes={"upstreams": [toy_upstream()]},
     )
-    pinned = portcullis("tools", "pin", "--config", str(path))
+    pinned = cli("tools", "pin", "--config", str(path))
     assert pinned.returncode == 0, pinned.stderr
     async with Gateway(load_config(path)) as gateway:
         assert gateway.visible_tool("alice", "toy.echo") is not None
@@ -69,20 +69,20 @@ async def test_a_changed_upstream_tool_is_quarantined_audited_and_restored_by_re
     assert record["detail"]["pinned_hash"] == original_hash and record["detail"]["live_hash"] == live_hash
     assert record["detail"]["changed"] == changed
 
-    shown = portcullis("tools", "diff", "--config", str(path), "toy.echo")
+    shown = cli("tools", "diff", "--config", str(path), "toy.echo")
     assert shown.returncode == 1
     assert shown.stdout.startswith("--- pinned\n+++ live\n")
-    listing = portcullis("tools", "list", "--config", str(path), "--json")
+    listing = cli("tools", "list", "--config", str(path), "--json")
     status = {tool["name"]: tool["status"] for tool in yaml.safe_load(listing.stdout)}
     assert status["toy.echo"] == "quarantined (changed)" and status["toy.add"] == "listed"
 
-    repinned = portcullis("tools", "pin", "--config", str(path), "toy.echo")
+    repinned = cli("tools", "pin", "--config", str(path), "toy.echo")
     assert repinned.returncode == 0 and "toy.echo" in repinned.stdout
     async with Gateway(load_config(path)) as gateway:
         assert gateway.visible_tool("alice", "toy.echo") is not None
         outcome = await gateway.call_tool(ALICE, "toy.echo", {"text": "x"})
         assert outcome.code is OutcomeCode.OK
-    assert portcullis("tools", "diff", "--config", str(path), "toy.echo").returncode == 0
+    assert cli("tools", "diff", "--config", str(path), "toy.echo").returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ async def test_a_poisoned_upstream_definition_is_quarantined_even_when_pinned(tm
         changes={"upstreams": [toy_upstream()]},
     )
     set_variant(path, {"description": description})
-    assert portcullis("tools", "pin", "--config", str(path)).returncode == 0  # an operator pinned it anyway
+    assert cli("tools", "pin", "--config", str(path)).returncode == 0  # an operator pinned it anyway
     async with Gateway(load_config(path)) as gateway:
         assert gateway.visible_tool("alice", "toy.echo") is None
         assert gateway.visible_tool("alice", "toy.add") is not None
@@ -111,7 +111,7 @@ async def test_a_poisoned_upstream_definition_is_quarantined_even_when_pinned(tm
         assert "the guardrails flagged its definition" in outcome.message
     (record,) = [r for r in quarantine_records(path) if r["tool"] == "toy.echo"]
     assert record["outcome"] == "flagged" and record["detail"]["findings"]
-    listing = portcullis("tools", "list", "--config", str(path), "--json")
+    listing = cli("tools", "list", "--config", str(path), "--json")
     status = {tool["name"]: tool["status"] for tool in yaml.safe_load(listing.stdout)}
     assert status["toy.echo"] == "quarantined (flagged)"
     # an operator who reviewed it exempts it in guardrails.yaml, which is reviewable in git

@@ -17,7 +17,8 @@ from typing import Any
 import anyio
 import pytest
 from mcp import types
-from support import REPO, Connect, make_plan_deployment, portcullis
+from servers import IN_PROCESS, MODES, Servers, connector, real
+from support import REPO, Connect, cli, make_plan_deployment
 
 from gateway import Gateway
 from gateway.config import load_config
@@ -32,6 +33,7 @@ def structured(result: types.CallToolResult) -> dict[str, Any]:
     return result.structured_content
 
 
+@pytest.mark.parametrize("mode", [*IN_PROCESS, *real("http-legacy", "http-auto")])
 async def test_preview_approve_and_run_the_demo_plan(connect: Connect) -> None:
     async with connect("alice") as alice:
         preview = structured(await alice.call_tool("gateway.plan_preview", {"plan": DEMO_PLAN}))
@@ -47,25 +49,24 @@ async def test_preview_approve_and_run_the_demo_plan(connect: Connect) -> None:
         details = held.meta[ERROR_META_KEY]
         assert details["code"] == "approval_required" and details["approver_role"] == "role:manager"
         approval_id = details["approval_id"]
-    # carol stays connected until the plan has run: over stdio her own server process may be the one
-    # whose queue worker claims the approved plan, and closing her client would stop it mid-run.
     async with connect("carol") as carol:
         pending = structured(await carol.call_tool("gateway.approvals_pending", {}))
         assert approval_id in [p["id"] for p in pending["pending"]]
         approved = await carol.call_tool("gateway.approve", {"approval_id": approval_id, "comment": "ok"})
         assert not approved.is_error, approved
-        async with connect("alice") as alice:
-            waited = structured(
-                await alice.call_tool("gateway.approval_wait", {"approval_id": approval_id, "timeout_s": 20})
-            )
-            assert waited["status"] == "succeeded", waited
-            report = waited["result"]["structured"]  # the executed call's result: the plan's report
-            assert report["status"] == "succeeded" and report["approval_id"] == approval_id
-            assert [s["status"] for s in report["steps"]] == ["succeeded"] * 4
-            status = structured(await alice.call_tool("gateway.plan_status", {"run_id": report["run_id"]}))
-            assert status["status"] == "succeeded" and len(status["steps"]) == 4
+    async with connect("alice") as alice:
+        waited = structured(
+            await alice.call_tool("gateway.approval_wait", {"approval_id": approval_id, "timeout_s": 20})
+        )
+        assert waited["status"] == "succeeded", waited
+        report = waited["result"]["structured"]  # the executed call's result: the plan's report
+        assert report["status"] == "succeeded" and report["approval_id"] == approval_id
+        assert [s["status"] for s in report["steps"]] == ["succeeded"] * 4
+        status = structured(await alice.call_tool("gateway.plan_status", {"run_id": report["run_id"]}))
+        assert status["status"] == "succeeded" and len(status["steps"]) == 4
 
 
+@pytest.mark.parametrize("mode", MODES)  # progress notifications on every real stream
 async def test_a_plan_reports_progress_per_step(connect: Connect) -> None:
     document = {
         "goal": "look up a customer and open a ticket",
@@ -95,6 +96,8 @@ async def test_a_plan_reports_progress_per_step(connect: Connect) -> None:
     assert messages == ["step find: succeeded", "step ticket: succeeded"]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_run_killed_mid_way_is_interrupted_after_a_restart(tmp_path: Path) -> None:
     config = make_plan_deployment(tmp_path / "d")
     plan_file = tmp_path / "slow.json"
@@ -142,12 +145,12 @@ def test_a_run_killed_mid_way_is_interrupted_after_a_restart(tmp_path: Path) -> 
             pass
 
     anyio.run(restart)
-    shown = portcullis("plan", "status", run_id, "--config", str(config), "--json")
+    shown = cli("plan", "status", run_id, "--config", str(config), "--json")
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["status"] == "interrupted"
     assert {s["step_id"]: s["status"] for s in record["steps"]} == {"quick": "succeeded", "slow": "interrupted"}
-    verified = portcullis("audit", "verify", "--config", str(config))
+    verified = cli("audit", "verify", "--config", str(config))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -168,12 +171,10 @@ DRAFT = {
 }
 
 
-@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+@pytest.mark.parametrize("mode", ["memory-legacy", *real("stdio-legacy", "http-legacy")])  # sampling: handshake era
 async def test_a_draft_is_written_by_the_callers_model_validated_and_previewed_but_never_run(
-    mode: str, e2e_config: Path, serve_http: Any
+    mode: str, e2e_config: Path, servers: Servers
 ) -> None:
-    from servers import connector
-
     asked: list[str] = []
 
     async def model(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
@@ -185,7 +186,7 @@ async def test_a_draft_is_written_by_the_callers_model_validated_and_previewed_b
             role="assistant", content=types.TextContent(type="text", text=answer), model="m"
         )
 
-    async with connector(e2e_config, mode, serve_http, sampling_callback=model)("alice") as alice:
+    async with connector(e2e_config, mode, servers, sampling_callback=model)("alice") as alice:
         result = await alice.call_tool("gateway.plan_draft", {"request": "open a ticket for Ada"})
     body = structured(result)
     assert body["valid"] is True and body["draft"] == DRAFT

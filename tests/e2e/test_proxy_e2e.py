@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +13,13 @@ import anyio
 import pytest
 from mcp import types
 from mcp.client.subscriptions import ToolsListChanged
-from servers import connector, free_port, wait_for_http
-from support import UPSTREAMS, Connect, make_deployment, portcullis, toy_upstream
+from servers import MODES, Servers, connector, free_port, real, wait_for_http
+from support import UPSTREAMS, Connect, cli, make_deployment, toy_upstream
 
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.parametrize("mode", MODES)
 async def test_progress_from_an_upstream_reaches_the_client(connect_proxy: Connect) -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
@@ -31,6 +32,8 @@ async def test_progress_from_an_upstream_reaches_the_client(connect_proxy: Conne
     assert seen == [(1, 3, "step 1 of 3"), (2, 3, "step 2 of 3"), (3, 3, "step 3 of 3")]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_client_that_gives_up_cancels_the_upstream_call(connect_proxy: Connect, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     async with connect_proxy("alice") as client:
@@ -50,13 +53,14 @@ def pinned_toy_deployment(tmp_path: Path) -> Path:
         extra_policy="p, role:support, toy.*, call, allow\n",
         changes={"upstreams": [toy_upstream()]},
     )
-    assert portcullis("tools", "pin", "--config", str(config)).returncode == 0
+    assert cli("tools", "pin", "--config", str(config)).returncode == 0
     return config
 
 
-@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["memory-legacy", *real("stdio-legacy", "http-legacy")])
 async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
-    mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
+    mode: str, tmp_path: Path, servers: Servers
 ) -> None:
     config = pinned_toy_deployment(tmp_path)
     changed = anyio.Event()
@@ -65,7 +69,7 @@ async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
         if isinstance(message, types.ToolListChangedNotification):
             changed.set()
 
-    connect = connector(config, mode, serve_http, message_handler=on_message)
+    connect = connector(config, mode, servers, message_handler=on_message)
     async with connect("alice") as client:
         before = {tool.name for tool in (await client.list_tools()).tools}
         assert "toy.echo" in before
@@ -79,13 +83,14 @@ async def test_a_changed_upstream_tool_is_quarantined_and_clients_are_told(
     assert refused.meta["portcullis/error"]["code"] == "tool_definition_changed"
 
 
-@pytest.mark.parametrize("mode", ["stdio-auto", "http-auto"])
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["memory-auto", *real("stdio-auto", "http-auto")])
 async def test_2026_clients_hear_of_a_quarantine_on_their_subscription(
-    mode: str, tmp_path: Path, serve_http: Callable[[Path], str]
+    mode: str, tmp_path: Path, servers: Servers
 ) -> None:
     """2026-07-28 has no server notifications outside requests: clients listen with subscriptions/listen."""
     config = pinned_toy_deployment(tmp_path)
-    async with connector(config, mode, serve_http)("alice") as client:
+    async with connector(config, mode, servers)("alice") as client:
         before = {tool.name for tool in (await client.list_tools()).tools}
         async with client.listen(tools_list_changed=True) as subscription:
             await client.call_tool("toy.mutate", {})
@@ -111,9 +116,9 @@ def http_upstream() -> Iterator[str]:
     process.wait(timeout=15)
 
 
-@pytest.mark.parametrize("mode", ["stdio-legacy", "http-auto"])
+@pytest.mark.parametrize("mode", ["memory-legacy", "memory-auto", *real("http-legacy", "http-auto")])
 async def test_an_http_upstream_gets_its_own_credentials_never_the_callers(
-    mode: str, tmp_path: Path, http_upstream: str, serve_http: Callable[[Path], str]
+    mode: str, tmp_path: Path, http_upstream: str, servers: Servers
 ) -> None:
     config = make_deployment(
         tmp_path / "deployment",
@@ -128,7 +133,7 @@ async def test_an_http_upstream_gets_its_own_credentials_never_the_callers(
             "tools": {"new_tools": "allow"},
         },
     )
-    async with connector(config, mode, serve_http)("alice") as client:
+    async with connector(config, mode, servers)("alice") as client:
         result = await client.call_tool("remote.environment", {})
         echoed = await client.call_tool("remote.echo", {"text": "over http"})
     assert result.structured_content is not None
@@ -147,12 +152,12 @@ async def answer_sampling(context: Any, params: types.CreateMessageRequestParams
     )
 
 
-@pytest.mark.parametrize("mode", ["stdio-legacy", "http-legacy"])
+@pytest.mark.parametrize("mode", ["memory-legacy", *real("stdio-legacy", "http-legacy")])  # handshake era only
 async def test_elicitation_and_sampling_are_relayed_to_the_calling_client(
-    mode: str, proxy_config: Path, serve_http: Callable[[Path], str]
+    mode: str, proxy_config: Path, servers: Servers
 ) -> None:
     connect = connector(
-        proxy_config, mode, serve_http, elicitation_callback=answer_elicitation, sampling_callback=answer_sampling
+        proxy_config, mode, servers, elicitation_callback=answer_elicitation, sampling_callback=answer_sampling
     )
     async with connect("alice") as client:
         asked = await client.call_tool("toy.ask", {})
@@ -161,10 +166,11 @@ async def test_elicitation_and_sampling_are_relayed_to_the_calling_client(
     assert sampled.structured_content == {"result": "model said: hi"}
 
 
+@pytest.mark.parametrize("mode", ["memory-auto", *real("http-auto")])  # 2026-07-28: no server-to-client requests
 async def test_without_a_back_channel_an_upstreams_question_fails_the_call_cleanly(
-    proxy_config: Path, serve_http: Callable[[Path], str]
+    mode: str, proxy_config: Path, servers: Servers
 ) -> None:
-    async with connector(proxy_config, "http-auto", serve_http)("alice") as client:
+    async with connector(proxy_config, mode, servers)("alice") as client:
         asked = await client.call_tool("toy.ask", {})
         after = await client.call_tool("toy.echo", {"text": "fine"})
     assert asked.is_error and asked.meta is not None

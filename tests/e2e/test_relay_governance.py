@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from mcp import types
-from servers import connector
+from servers import Servers, connector, real
 from support import UPSTREAMS, make_deployment, set_guardrails
 
 from gateway import Gateway
@@ -27,7 +26,9 @@ from gateway.config import load_config
 from gateway.pipeline import Caller
 
 pytestmark = pytest.mark.anyio
-MODES = ["stdio-legacy", "http-legacy"]
+RELAY_MODES = ["memory-legacy", *real("http-legacy")]
+"""The handshake era (the only one with server-to-client requests), in-process and over HTTP; the relay over
+stdio is in test_proxy_e2e.py."""
 CALL_ONLY = "p, role:support, asker.*, call, allow\n"
 RELAY_ALLOWED = CALL_ONLY + "p, role:support, asker.*, elicit, allow\np, role:support, asker.*, sample, allow\n"
 SECRET_ANSWER = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
@@ -100,14 +101,12 @@ def relay_records(config: Path, result: types.CallToolResult) -> tuple[dict[str,
     return call, [json.loads(row) for (row,) in rows]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RELAY_MODES)
 async def test_without_a_policy_rule_the_user_and_model_are_never_asked(
-    mode: str, denied_config: Path, serve_http: Callable[[Path], str]
+    mode: str, denied_config: Path, servers: Servers
 ) -> None:
     user = FakeUser()
-    connect = connector(
-        denied_config, mode, serve_http, elicitation_callback=user.elicit, sampling_callback=user.sample
-    )
+    connect = connector(denied_config, mode, servers, elicitation_callback=user.elicit, sampling_callback=user.sample)
     async with connect("alice") as client:
         told = await client.call_tool("asker.declared", {})
         asked = await client.call_tool("asker.harmless_form", {})
@@ -120,14 +119,12 @@ async def test_without_a_policy_rule_the_user_and_model_are_never_asked(
     assert text(asked).startswith("refused:") and text(sampled).startswith("refused:")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RELAY_MODES)
 async def test_policy_lets_a_harmless_form_through_but_never_a_credential_form(
-    mode: str, allowed_config: Path, serve_http: Callable[[Path], str]
+    mode: str, allowed_config: Path, servers: Servers
 ) -> None:
     user = FakeUser()
-    connect = connector(
-        allowed_config, mode, serve_http, elicitation_callback=user.elicit, sampling_callback=user.sample
-    )
+    connect = connector(allowed_config, mode, servers, elicitation_callback=user.elicit, sampling_callback=user.sample)
     async with connect("alice") as client:
         harmless = await client.call_tool("asker.harmless_form", {})
         credential = await client.call_tool("asker.credential_form", {})
@@ -148,14 +145,12 @@ async def test_policy_lets_a_harmless_form_through_but_never_a_credential_form(
     assert blocked["findings"][0]["rule"] == "relay.sensitive_elicitation"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RELAY_MODES)
 async def test_sampling_is_capped_in_size_and_in_number_per_call(
-    mode: str, allowed_config: Path, serve_http: Callable[[Path], str]
+    mode: str, allowed_config: Path, servers: Servers
 ) -> None:
     user = FakeUser()
-    connect = connector(
-        allowed_config, mode, serve_http, elicitation_callback=user.elicit, sampling_callback=user.sample
-    )
+    connect = connector(allowed_config, mode, servers, elicitation_callback=user.elicit, sampling_callback=user.sample)
     async with connect("alice") as client:
         big = await client.call_tool("asker.big_sample", {})
         many = await client.call_tool("asker.many_samples", {})
@@ -171,14 +166,14 @@ async def test_sampling_is_capped_in_size_and_in_number_per_call(
     assert {r["call_id"] for r in records} == {call["call_id"]}
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RELAY_MODES)
 async def test_a_client_without_sampling_is_not_shown_a_tool_that_needs_it(
-    mode: str, allowed_config: Path, serve_http: Callable[[Path], str]
+    mode: str, allowed_config: Path, servers: Servers
 ) -> None:
     user = FakeUser()
-    async with connector(allowed_config, mode, serve_http, elicitation_callback=user.elicit)("alice") as client:
+    async with connector(allowed_config, mode, servers, elicitation_callback=user.elicit)("alice") as client:
         without = {tool.name for tool in (await client.list_tools()).tools}
-    async with connector(allowed_config, mode, serve_http, sampling_callback=user.sample)("alice") as client:
+    async with connector(allowed_config, mode, servers, sampling_callback=user.sample)("alice") as client:
         with_sampling = {tool.name for tool in (await client.list_tools()).tools}
         summary = await client.call_tool("asker.summarize", {})
     assert "asker.harmless_form" in without and "asker.summarize" not in without
@@ -186,12 +181,12 @@ async def test_a_client_without_sampling_is_not_shown_a_tool_that_needs_it(
     assert text(summary) == "model said: hi"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", RELAY_MODES)
 async def test_the_users_secret_answer_is_audited_only_as_a_salted_hash(
-    mode: str, lenient_config: Path, serve_http: Callable[[Path], str]
+    mode: str, lenient_config: Path, servers: Servers
 ) -> None:
     user = FakeUser(answer={"secret_access_key": SECRET_ANSWER})
-    connect = connector(lenient_config, mode, serve_http, elicitation_callback=user.elicit)
+    connect = connector(lenient_config, mode, servers, elicitation_callback=user.elicit)
     async with connect("alice") as client:
         result = await client.call_tool("asker.credential_form", {})
     assert text(result) == f"accept:{SECRET_ANSWER}"  # the operator allowed it: the form reached the user
@@ -203,6 +198,7 @@ async def test_the_users_secret_answer_is_audited_only_as_a_salted_hash(
     assert SECRET_ANSWER not in stored
 
 
+@pytest.mark.slow
 async def test_a_policy_change_that_allows_elicitation_reconnects_the_upstream_to_say_so(tmp_path: Path) -> None:
     alice = Caller(subject="alice", auth="test", transport="test")
     config = asker_deployment(tmp_path, CALL_ONLY)

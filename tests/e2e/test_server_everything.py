@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from mcp import types
-from servers import connector
+from servers import Servers, connector
 from support import make_deployment
 
-pytestmark = [pytest.mark.anyio]
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 EVERYTHING = Path(__file__).parent / "js" / "node_modules" / "@modelcontextprotocol" / "server-everything"
 NODE = shutil.which("node")
@@ -37,14 +36,14 @@ def everything_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("mode", ["stdio-legacy", "stdio-auto", "http-legacy", "http-auto"])
 async def test_server_everything_works_through_the_gateway(
-    mode: str, everything_config: Path, serve_http: Callable[[Path], str]
+    mode: str, everything_config: Path, servers: Servers
 ) -> None:
     progress: list[tuple[float, float | None]] = []
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         progress.append((value, total))
 
-    async with connector(everything_config, mode, serve_http)("alice") as client:
+    async with connector(everything_config, mode, servers)("alice") as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         echoed = await client.call_tool("everything.echo", {"message": "through the gate"})
         summed = await client.call_tool("everything.get-sum", {"a": 19, "b": 23})
@@ -69,9 +68,9 @@ async def test_server_everything_works_through_the_gateway(
 
 @pytest.mark.parametrize("mode", ["stdio-legacy", "http-auto"])
 async def test_server_everythings_prompts_templates_and_completions_are_federated(
-    mode: str, everything_config: Path, serve_http: Callable[[Path], str]
+    mode: str, everything_config: Path, servers: Servers
 ) -> None:
-    async with connector(everything_config, mode, serve_http)("alice") as client:
+    async with connector(everything_config, mode, servers)("alice") as client:
         prompts = {prompt.name for prompt in (await client.list_prompts()).prompts}
         templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
         simple = await client.get_prompt("everything.simple-prompt", {})

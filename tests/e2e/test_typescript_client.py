@@ -22,10 +22,13 @@ from support import DEMO_VIEW
 INSPECTOR = Path(__file__).parent / "js" / "node_modules" / ".bin" / "mcp-inspector"
 PORTCULLIS = Path(sys.executable).parent / "portcullis"
 
-pytestmark = pytest.mark.skipif(
-    not INSPECTOR.exists() or shutil.which("node") is None,
-    reason="the MCP Inspector is not installed: run `npm ci --prefix tests/e2e/js` (make test does)",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not INSPECTOR.exists() or shutil.which("node") is None,
+        reason="the MCP Inspector is not installed: run `npm ci --prefix tests/e2e/js` (make test does)",
+    ),
+]
 
 
 def inspector(config: Path, subject: str, *method: str) -> dict[str, Any]:

@@ -14,14 +14,14 @@ from typing import Any
 
 import anyio
 import pytest
-from support import UPSTREAMS, make_deployment, portcullis, toy_upstream
+from support import UPSTREAMS, cli, make_deployment, toy_upstream
 
 from gateway import Gateway, OutcomeCode
 from gateway.config import load_config
 from gateway.outcomes import ConfigError
 from gateway.pipeline import Caller
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # each test starts upstream processes, some several
 ALICE = Caller(subject="alice", auth="test", transport="test")
 BOB = Caller(subject="bob", auth="test", transport="test")
 TOY_POLICY = "p, role:support, toy.*, call, allow\np, role:support, broken.*, call, allow\n"
@@ -141,7 +141,7 @@ async def test_a_broken_upstream_is_contained(tmp_path: Path, stdio: dict[str, A
 
 async def test_a_down_upstream_keeps_its_pinned_tools_and_answers_unavailable(tmp_path: Path) -> None:
     path = deployment(tmp_path, toy_upstream(), new_tools="quarantine")
-    pinned = portcullis("tools", "pin", "--config", str(path))
+    pinned = cli("tools", "pin", "--config", str(path))
     assert pinned.returncode == 0, pinned.stderr
     text = path.read_text().replace(str(UPSTREAMS / "toy.py"), str(UPSTREAMS / "missing.py"))
     path.write_text(text)
@@ -166,7 +166,7 @@ async def test_a_name_collision_between_sources_stops_start_up(tmp_path: Path) -
 
 async def test_a_list_changed_upstream_is_rechecked_and_the_changed_tool_quarantined(tmp_path: Path) -> None:
     path = deployment(tmp_path, toy_upstream(), new_tools="quarantine")
-    pinned = portcullis("tools", "pin", "--config", str(path))
+    pinned = cli("tools", "pin", "--config", str(path))
     assert pinned.returncode == 0, pinned.stderr
     changed = anyio.Event()
     async with Gateway(load_config(path)) as gateway:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support import portcullis
+from support import cli
 
 from gateway import Gateway
 from gateway.cli import main
@@ -70,7 +70,7 @@ async def test_a_forged_checkpoint_is_rejected(config_path: Path) -> None:
 
 async def test_a_checkpoint_can_be_written_on_demand(config_path: Path) -> None:
     await fill(config_path)
-    result = portcullis("audit", "checkpoint", "--config", str(config_path), "--json")
+    result = cli("audit", "checkpoint", "--config", str(config_path), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["signature"]
     assert verify(config_path)["checkpoints"] == 2

@@ -70,6 +70,7 @@ async def test_the_salt_is_nowhere_in_the_database(config_path: Path) -> None:
         assert salt.encode() not in snapshot and ADDRESS.encode() not in snapshot
 
 
+@pytest.mark.slow
 async def test_erasing_the_salt_leaves_hashes_unlinkable_and_the_log_still_verifies(config_path: Path) -> None:
     await send_email(config_path)
     erased = salt_file(config_path).read_text().strip()
@@ -98,6 +99,7 @@ def plant_salt_in_meta(config_path: Path, salt: str) -> None:
     db.close()
 
 
+@pytest.mark.slow
 async def test_a_salt_an_older_version_kept_in_the_database_moves_to_the_file(config_path: Path) -> None:
     await send_email(config_path)
     salt = salt_file(config_path).read_text().strip()

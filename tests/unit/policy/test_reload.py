@@ -66,6 +66,7 @@ async def test_a_changed_file_is_picked_up_by_the_watcher(tmp_path: Path) -> Non
         assert (await gateway.call_tool(ALICE, "faulty.echo", {"text": "x"})).code is OutcomeCode.UNKNOWN_TOOL
 
 
+@pytest.mark.slow
 async def test_reloading_under_load_never_gives_a_decision_the_policy_in_force_would_not(tmp_path: Path) -> None:
     """Calls run while the policy flips between 'alice may echo' and 'alice may not' 40 times."""
     path = make_deployment(tmp_path / "d", changes={"policy": {"watch_seconds": 0}})

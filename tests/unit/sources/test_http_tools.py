@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import pytest
 import yaml
-from support import make_deployment, portcullis
+from support import cli, make_deployment
 
 from gateway import Gateway, OutcomeCode
 from gateway.config import load_config
@@ -167,9 +167,7 @@ async def test_an_openapi_document_becomes_reviewable_http_tools(tmp_path: Path,
     document = tmp_path / "items.openapi.json"
     document.write_text(json.dumps(OPENAPI))
     output = path.parent / "tools" / "items.http.yaml"
-    result = portcullis(
-        "tools", "import-openapi", str(document), "--namespace", "items", "--base-url", api, "-o", str(output)
-    )
+    result = cli("tools", "import-openapi", str(document), "--namespace", "items", "--base-url", api, "-o", str(output))
     assert result.returncode == 0, result.stderr
     written = yaml.safe_load(output.read_text())["http_tools"]
     assert {t["name"]: t["method"] for t in written} == {
@@ -197,9 +195,7 @@ async def test_an_openapi_document_becomes_reviewable_http_tools(tmp_path: Path,
 def test_an_openapi_document_without_a_server_url_needs_one(tmp_path: Path) -> None:
     document = tmp_path / "items.openapi.json"
     document.write_text(json.dumps({**OPENAPI, "servers": []}))
-    result = portcullis(
-        "tools", "import-openapi", str(document), "--namespace", "items", "-o", str(tmp_path / "x.yaml")
-    )
+    result = cli("tools", "import-openapi", str(document), "--namespace", "items", "-o", str(tmp_path / "x.yaml"))
     assert result.returncode == 1 and "pass --base-url" in result.stderr
 
 

@@ -1,0 +1,1 @@
+"""The SQLite implementations of the store protocols: one module per store, with its SQL."""
