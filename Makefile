@@ -1,19 +1,31 @@
-# The two front-door commands: `make run` and `make test`. Each installs what it needs.
+# The two front-door commands: `make run` and `make test`. Each installs what it needs, and no more.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+CONFIG ?= portcullis.yaml
+INVENTORY_PORT ?= 8788
+# setuptools announces every editable install with a banner about folders that could shadow the
+# package: here `gateway/` is the package itself, so that one warning is filtered, nothing else.
+PIP_INSTALL := PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(BIN)/python -m pip install --quiet
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The package (what `make run` needs) ...
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e .
+	touch $@
+
+# ... and the test extras (what `make test` needs besides).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 # The TypeScript-SDK client tests use the MCP Inspector CLI from npm (skipped without npm).
 JS_DEPS := tests/e2e/js/node_modules/.installed
@@ -23,18 +35,24 @@ $(JS_DEPS): tests/e2e/js/package.json tests/e2e/js/package-lock.json
 	else echo "npm not found: the TypeScript-client tests will be skipped"; fi
 
 ## Start Portcullis on the demo deployment: Streamable HTTP on http://127.0.0.1:8787/mcp
-## (with the demo inventory API on http://127.0.0.1:8788, stopped when the gateway stops)
+## (with the demo inventory API on http://127.0.0.1:8788). Ctrl-C, or SIGTERM to make, stops
+## both: the gateway gets one SIGTERM and records its shutdown, then the inventory is stopped.
+## (SIGTERM, never a second SIGINT: uvicorn takes a second SIGINT as "skip the shutdown".)
 run: install
-	@$(BIN)/python tools/servers/inventory.py --port 8788 & inventory=$$!; \
-	trap 'kill $$inventory 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/portcullis serve --config portcullis.yaml
+	@trap 'kill -TERM $$gateway 2>/dev/null' INT TERM; \
+	$(BIN)/python tools/servers/inventory.py --port $(INVENTORY_PORT) & inventory=$$!; \
+	$(BIN)/portcullis serve --config $(CONFIG) & gateway=$$!; \
+	wait $$gateway; status=$$?; \
+	while kill -0 $$gateway 2>/dev/null; do wait $$gateway; status=$$?; done; \
+	kill -TERM $$inventory 2>/dev/null; wait $$inventory; \
+	exit $$status
 
 ## Run the whole test suite
-test: install $(JS_DEPS)
+test: install-test $(JS_DEPS)
 	$(BIN)/python -m pytest
 
 ## Print the overhead benchmark's figures
-bench: install
+bench: install-test
 	$(BIN)/python benchmarks/overhead.py
 
 clean:

@@ -1,7 +1,8 @@
 """The MCP layer: translate MCP requests into gateway calls and outcomes into MCP results.
 
 Nothing here decides anything. Governed refusals reach the client as tool
-results with `isError: true` and `structuredContent.code`; see `to_call_result`.
+results, every one in the same shape (`to_call_result`), and as JSON-RPC errors
+where MCP has no error result (resources, prompts, completions: `_or_raise`).
 """
 
 from __future__ import annotations
@@ -243,26 +244,15 @@ def to_mcp_tool(definition: ToolDefinition) -> types.Tool:
 def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> types.CallToolResult:
     """An outcome as the client sees it.
 
-    A refusal carries its machine-readable details (`code`, `message`, `stage`,
-    `audit_id`, ...) in `_meta["portcullis/error"]` always, and in
-    `structuredContent` too unless the caller was shown an `outputSchema` for the
-    tool: the TypeScript SDK validates `structuredContent` against that schema
-    even on error results, so an error object there would turn a clear refusal
-    into a client-side schema error.
+    Every refusal has one shape, whatever the tool and the code: text `"<code>: <message>"`
+    (unless the tool sent its own error content), and its machine-readable details
+    (`code`, `message`, `stage`, `audit_id`, ...) in `_meta["portcullis/error"]` always, and
+    in `structuredContent` too unless the caller was shown an `outputSchema` for the tool:
+    the TypeScript SDK validates `structuredContent` against that schema even on error
+    results, so an error object there would turn a clear refusal into a client-side schema
+    error. The one difference: a pending approval is not a failure, so `isError` is false.
     """
     meta: dict[str, Any] = {**outcome.meta, AUDIT_ID_META_KEY: outcome.audit_id}
-    if outcome.code is OutcomeCode.APPROVAL_REQUIRED and not output_schema_listed and "approval_id" in outcome.data:
-        # Waiting for a person is not a failure: a plain result tells the model what to do next.
-        # (A tool with an outputSchema cannot answer this way: clients check results against it.)
-        pending = {k: outcome.data.get(k) for k in ("status", "approval_id", "expires_at", "approvers")}
-        return types.CallToolResult.model_validate(
-            {
-                "content": [{"type": "text", "text": outcome.message}],
-                "structuredContent": pending,
-                "isError": False,
-                "_meta": {**meta, ERROR_META_KEY: {"code": outcome.code.value, **outcome.data}},
-            }
-        )
     if outcome.ok:
         return types.CallToolResult.model_validate(
             {"content": outcome.content, "structuredContent": outcome.structured, "isError": False, "_meta": meta}
@@ -275,10 +265,13 @@ def to_call_result(outcome: Outcome, *, output_schema_listed: bool = False) -> t
         "audit_id": outcome.audit_id,
     }
     meta[ERROR_META_KEY] = details
+    # Waiting for a person is not a failure: the model is told what to do next in a plain result.
+    # (A tool with an outputSchema cannot answer this way: clients check results against it.)
+    pending = outcome.code is OutcomeCode.APPROVAL_REQUIRED and "approval_id" in outcome.data
     result: dict[str, Any] = {
         # a tool's own error content (an upstream's isError result) is passed on as it was
         "content": outcome.content or [{"type": "text", "text": f"{outcome.code.value}: {outcome.message}"}],
-        "isError": True,
+        "isError": not (pending and not output_schema_listed),
         "_meta": meta,
     }
     if not output_schema_listed:
@@ -299,7 +292,13 @@ def _or_raise(outcome: Outcome, result: R | None) -> R:
     """Resource, prompt and completion refusals are protocol errors (these results have no isError)."""
     if outcome.ok and result is not None:
         return result
-    details = {**outcome.data, "code": outcome.code.value, "stage": outcome.stage, "audit_id": outcome.audit_id}
+    details = {
+        **outcome.data,
+        "code": outcome.code.value,
+        "message": outcome.message,
+        "stage": outcome.stage,
+        "audit_id": outcome.audit_id,
+    }
     raise MCPError(
         _PROTOCOL_ERRORS.get(outcome.code, INTERNAL_ERROR), f"{outcome.code.value}: {outcome.message}", details
     )

@@ -18,6 +18,7 @@ from gateway.guardrails import Guardrails, GuardrailsConfig
 from gateway.guardrails.definitions import inspect_definition
 from gateway.outcomes import Decision, PolicyError
 from gateway.policy import PolicyEngine
+from gateway.policy.lint import check_approvers
 from gateway.sources.base import ToolSource
 from gateway.sources.pins import ToolLock
 from gateway.sources.registry import SourceSet
@@ -36,7 +37,7 @@ class Snapshot:
     def build(cls, config: GatewayConfig, policy: PolicyEngine, sources: tuple[ToolSource, ...]) -> Snapshot:
         """A snapshot of `config`'s guardrails file and tool lock as they are on disk now."""
         path = guardrails_file(config)
-        settings = load_model(path, GuardrailsConfig) if path is not None else GuardrailsConfig()
+        settings = load_model(path, GuardrailsConfig, key="guardrails") if path is not None else GuardrailsConfig()
         return cls.assemble(config, policy, settings, ToolLock.load(config.resolve(config.tools.lock)), sources)
 
     def rebuilt(self, sources: tuple[ToolSource, ...]) -> Snapshot:
@@ -71,6 +72,7 @@ class Snapshot:
         catalog = Catalog(sources, lock, config.tools.new_tools, check)
         check_condition_fields(policy, catalog)
         path = guardrails_file(config)
+        check_approvers(policy, settings, path, config.identity.jwt)
         base = path.parent if path is not None else config.root
         guardrails = Guardrails(settings, base, config.root, catalog)
         version = digest(

@@ -159,6 +159,7 @@ class SnapshotHolder(Generic[Built]):
             await self._record("policy.reload_failed", old, None, {"problems": exc.problems})
             return False
         self._install(snapshot)
+        logger.info("policy reloaded: version %s -> %s", old.policy.version[:12], snapshot.policy.version[:12])
         detail: dict[str, Any] = {"previous_policy_version": old.policy.version}
         if pending:
             detail["needs_restart"] = "tool sources changed; restart the gateway to apply them"

@@ -11,14 +11,18 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import yaml
+from click.testing import CliRunner, Result
 from mcp import Client
 
+from gateway.cli import main
 from gateway.pipeline import CallContext, Caller
 from gateway.snapshot import Snapshot
 
@@ -51,7 +55,7 @@ _SUPPORT = {
     "inventory.get_item",
     "inventory.list_items",
 }
-_FOLLOW = {"gateway.approval_status", "gateway.approval_wait"}
+_FOLLOW = {"gateway.approval_status", "gateway.approval_wait", "gateway.approval_cancel"}
 _PLAN = {
     "gateway.plan_validate",
     "gateway.plan_preview",
@@ -169,10 +173,30 @@ def toy_upstream(namespace: str = "toy", *, variant: dict[str, Any] | None = Non
 
 
 def portcullis(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (usable from async tests, unlike CliRunner)."""
+    """Run the real CLI in a subprocess (usable from async tests, unlike CliRunner): for tests whose point
+    is a second process beside a server, or what a fresh process prints."""
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process, answering like `portcullis` without the interpreter's start-up.
+
+    It runs in a thread of its own, since its commands run their own event loop (so it is usable from
+    async tests, which it blocks as `portcullis` does). Only what the CLI prints is captured: not log
+    records a fresh process would print, so tests asserting what stderr lacks keep `portcullis`.
+    """
+
+    def invoke() -> Result:
+        return CliRunner().invoke(main, list(args))
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        result = thread.submit(invoke).result(timeout=120)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))  # as a crashing process would print
+    return subprocess.CompletedProcess(["portcullis", *args], result.exit_code, result.stdout, stderr)
 
 
 LAB_TOOLS = '''

@@ -4,10 +4,9 @@ from gateway.approvals.requests import (
     TERMINAL,
     ApprovalRequest,
     ApprovalStatus,
-    decisions,
+    describe,
     later,
-    list_requests,
     pending_request,
 )
 
-__all__ = ["TERMINAL", "ApprovalRequest", "ApprovalStatus", "decisions", "later", "list_requests", "pending_request"]
+__all__ = ["TERMINAL", "ApprovalRequest", "ApprovalStatus", "describe", "later", "pending_request"]

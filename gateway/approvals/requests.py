@@ -1,23 +1,24 @@
 """The approval request record, bound to the exact call it would run.
 
 A request is only ever created by the gateway, in the same transaction as the
-audit record of the call that needed it (see `AuditStore.append`).
+audit record of the call that needed it (see `AuditStore.append`). How requests
+are stored is the approval store's business (`approvals/store.py`).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from gateway.audit.records import utc_now
-from gateway.audit.store import Statement
-from gateway.canonical import canonical_json, digest
+from gateway.canonical import digest
 from gateway.ids import new_id
+
+if TYPE_CHECKING:
+    from gateway.audit.store import Statement
 
 
 class ApprovalStatus(StrEnum):
@@ -29,6 +30,8 @@ class ApprovalStatus(StrEnum):
     EXECUTING = "executing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """The gateway process running it stopped (or lost its lease) before it finished: it is never re-run."""
 
 
 class ApprovalRequest(BaseModel):
@@ -58,35 +61,23 @@ class ApprovalRequest(BaseModel):
     """Roles the requester's credentials granted (a JWT's), to run the call as they were."""
     revisions: list[dict[str, Any]] = []
     """Earlier arguments replaced by approve-with-edits: `{revision, arguments, edited_by, ts}`."""
+    status_reason: str | None = None
+    """Why it ended without running: the denial's reason, the cancellation's, the expiry's, the interruption's."""
+    lease_owner: str | None = None
+    """The gateway process that claimed it for execution (`host:pid:id`)."""
+    lease_expires_at: str | None = None
+    """Until when that process holds it; it renews the lease while the call runs."""
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
     def insert(self) -> Statement:
-        return Statement(
-            "INSERT INTO approval_requests (id, created_at, status, subject, tool, arguments, arguments_digest,"
-            " definition_hash, policy_version, approver_role, approvals_required, reasons, call_id, expires_at,"
-            " tenant, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.id,
-                self.created_at,
-                self.status.value,
-                self.subject,
-                self.tool,
-                canonical_json(self.arguments),
-                self.arguments_digest,
-                self.definition_hash,
-                self.policy_version,
-                self.approver_role,
-                self.approvals_required,
-                canonical_json(self.reasons),
-                self.call_id,
-                self.expires_at,
-                self.tenant,
-                canonical_json(self.roles),
-            ),
-        )
+        """The write creating this request, committed with the audit record of the call that needed it."""
+        # Imported here: the store builds requests from its rows, so it imports this module.
+        from gateway.approvals.sqlite_store import insert_statement
+
+        return insert_statement(self)
 
 
 def later(seconds: float) -> str:
@@ -136,40 +127,34 @@ TERMINAL = frozenset(
         ApprovalStatus.CANCELLED,
         ApprovalStatus.SUCCEEDED,
         ApprovalStatus.FAILED,
+        ApprovalStatus.INTERRUPTED,
     }
 )
 
 
-def list_requests(
-    connection: sqlite3.Connection, status: ApprovalStatus | None = None, request_id: str | None = None
-) -> list[ApprovalRequest]:
-    clauses, params = [], []
-    if status is not None:
-        clauses.append("status = ?")
-        params.append(status.value)
-    if request_id is not None:
-        clauses.append("id = ?")
-        params.append(request_id)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    connection.row_factory = sqlite3.Row
-    rows = connection.execute(f"SELECT * FROM approval_requests{where} ORDER BY created_at, id", params).fetchall()
-    connection.row_factory = None
-    return [_from_row(row) for row in rows]
-
-
-def _from_row(row: sqlite3.Row) -> ApprovalRequest:
-    data = dict(row)
-    for field in ("arguments", "reasons", "result", "roles", "revisions"):
-        if data.get(field) is not None:
-            data[field] = json.loads(data[field])
-    for field in ("roles", "revisions"):
-        if data.get(field) is None:
-            data[field] = []
-    return ApprovalRequest.model_validate(data)
-
-
-def decisions(connection: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
-    rows = connection.execute(
-        "SELECT approver, decision, comment, ts FROM approval_decisions WHERE request_id = ? ORDER BY ts", (request_id,)
-    ).fetchall()
-    return [{"approver": a, "decision": d, "comment": c, "ts": t} for a, d, c, t in rows]
+def describe(request: ApprovalRequest) -> str:
+    """One sentence on where the request stands, for people and agents alike ("request X was denied: ...")."""
+    because = f": {request.status_reason}" if request.status_reason else ""
+    match request.status:
+        case ApprovalStatus.PENDING:
+            who = request.approver_role or "an approver"
+            count = f" ({request.approvals_required} approvals needed)" if request.approvals_required > 1 else ""
+            return f"request {request.id} is pending: it awaits approval by {who}{count}"
+        case ApprovalStatus.APPROVED:
+            return f"request {request.id} is approved: a running gateway will execute it shortly"
+        case ApprovalStatus.EXECUTING:
+            return f"request {request.id} is running"
+        case ApprovalStatus.SUCCEEDED:
+            return f"request {request.id} ran and succeeded"
+        case ApprovalStatus.FAILED:
+            code = (request.result or {}).get("code", "failed")
+            message = (request.result or {}).get("message", "")
+            return f"request {request.id} ran and failed ({code}){': ' + message if message else ''}"
+        case ApprovalStatus.DENIED:
+            return f"request {request.id} was denied{because}"
+        case ApprovalStatus.EXPIRED:
+            return f"request {request.id} expired{because}"
+        case ApprovalStatus.CANCELLED:
+            return f"request {request.id} was cancelled{because}"
+        case ApprovalStatus.INTERRUPTED:
+            return f"request {request.id} was interrupted{because}"

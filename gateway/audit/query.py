@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+HASHED_PREFIX = "hmac-sha256:"
+"""How a value recorded as a salted hash begins (`records.redact_arguments`)."""
 
 
 class AuditQuery(BaseModel):
@@ -24,12 +26,14 @@ class AuditQuery(BaseModel):
     decision: str | None = None
     outcome: str | None = None
     event: str | None = None
+    """An event or a glob (`policy.reload*`, `approval.*`)."""
     call_id: str | None = None
     tenant: str | None = None
     approval_id: str | None = None
     plan_run_id: str | None = None
     text: str | None = None
-    """Free text, searched in the recorded reason (matched rule) and message."""
+    """Free text (case-insensitive), searched in the matched rule, the message and the recorded argument
+    values. A value recorded as a salted hash (secret and personal keys) is not searched: its hash is no text."""
     since: str | None = None
     """A duration back from now (`90s`, `15m`, `1h`, `7d`) or an ISO-8601 time."""
     until: str | None = None
@@ -66,7 +70,7 @@ def query_records(connection: sqlite3.Connection, query: AuditQuery) -> list[dic
     clauses, params = _filters(query)
     offset = (max(query.page, 1) - 1) * query.limit
     wanted = offset + query.limit
-    if query.tool is not None and any(c in query.tool for c in "*?["):
+    if query.tool is not None and is_glob(query.tool):
         names = [row[0] for row in connection.execute(_TOOL_NAMES, (query.tool,))]
         where = " AND ".join(["tool = ?", *clauses])
         seqs: list[int] = []
@@ -111,7 +115,7 @@ def _filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
     for column in ("subject", "decision", "outcome", "event", "call_id"):
         value = getattr(query, column)
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{column} GLOB ?" if column in _GLOBS and is_glob(value) else f"{column} = ?")
             params.append(value)
     if query.since is not None:
         clauses.append("ts >= ?")
@@ -125,11 +129,28 @@ def _filters(query: AuditQuery) -> tuple[list[str], list[Any]]:
             clauses.append(f"json_extract(body, '$.{field}') = ?")
             params.append(value)
     if query.text is not None:
-        clauses.append(
-            "(instr(lower(json_extract(body, '$.rule')), ?) > 0 OR instr(lower(json_extract(body, '$.message')), ?) > 0)"
-        )
-        params += [query.text.lower(), query.text.lower()]
+        clauses.append(_TEXT)
+        params += [query.text.lower()] * 3
     return clauses, params
+
+
+_GLOBS = frozenset({"event"})
+"""Columns whose filter may be a glob (the tool's is expanded through its index: see `query_records`)."""
+_TEXT = f"""(
+    instr(lower(json_extract(body, '$.rule')), ?) > 0
+    OR instr(lower(json_extract(body, '$.message')), ?) > 0
+    OR EXISTS (
+        SELECT 1 FROM json_tree(body, '$.arguments') AS leaf
+        WHERE leaf.type IN ('text', 'integer', 'real')
+        AND NOT (leaf.type = 'text' AND leaf.atom GLOB '{HASHED_PREFIX}*')
+        AND instr(lower(leaf.atom), ?) > 0
+    )
+)"""
+"""Free text in the rule, the message, or an argument value recorded as it was (a salted hash is not text)."""
+
+
+def is_glob(value: str) -> bool:
+    return any(c in value for c in "*?[")
 
 
 def open_readonly(path: Path) -> sqlite3.Connection:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import click
 
-from gateway.approvals import ApprovalRequest, ApprovalStatus, decisions, list_requests
+from gateway.approvals import ApprovalRequest, ApprovalStatus, describe
 from gateway.approvals.service import ApprovalError
+from gateway.approvals.sqlite_store import ballots, select
 from gateway.audit import open_readonly
 from gateway.cli.options import (
     config_option,
@@ -24,13 +27,54 @@ from gateway.cli.options import (
     subject_option,
 )
 from gateway.gateway import Gateway
+from gateway.store.errors import StoreError
+from gateway.store.sqlite.errors import sqlite_errors
 
 T = TypeVar("T")
+SHOWN = (
+    "id",
+    "status",
+    "status_reason",
+    "subject",
+    "tool",
+    "arguments",
+    "approver_role",
+    "approvals_required",
+    "reasons",
+    "created_at",
+    "expires_at",
+    "approved_at",
+    "execute_by",
+    "lease_owner",
+    "lease_expires_at",
+    "finished_at",
+    "result",
+    "revisions",
+    "decisions",
+)
+"""The fields `approvals show` prints, in this order."""
 
 
 @click.group()
 def approvals() -> None:
-    """List, show and decide approval requests."""
+    """List, show, decide and cancel approval requests."""
+
+
+def _read(config_path: Path, query: Callable[[sqlite3.Connection], T]) -> T:
+    """`query` on a read-only connection to the deployment's database (a command never starts its writer)."""
+    config = load(config_path)
+    path = config.resolve(config.audit.path)
+    if not path.exists():
+        raise click.ClickException(f"no gateway database at {path} (has the gateway run yet?)")
+    try:
+        with sqlite_errors(f"cannot read {path}"):
+            connection = open_readonly(path)
+            try:
+                return query(connection)
+            finally:
+                connection.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @approvals.command("list")
@@ -47,20 +91,53 @@ def list_approvals(config_path: Path, status: str, as_json: bool) -> None:
 
     Example: portcullis approvals list --json
     """
-    config = load(config_path)
-    path = config.resolve(config.audit.path)
-    if not path.exists():
-        raise click.ClickException(f"no gateway database at {path} (has the gateway run yet?)")
-    connection = open_readonly(path)
-    try:
-        requests = list_requests(connection, None if status == "all" else ApprovalStatus(status))
-    finally:
-        connection.close()
+    requests = _read(config_path, lambda c: select(c, None if status == "all" else ApprovalStatus(status)))
     rows = [request.model_dump(mode="json") for request in requests]
     if as_json:
         echo_json(rows)
         return
     echo_table(rows, ["id", "created_at", "status", "subject", "tool", "approver_role", "arguments"])
+
+
+@approvals.command()
+@config_option
+@click.argument("request_id")
+@json_option
+def show(config_path: Path, request_id: str, as_json: bool) -> None:
+    """Show one request: the call, the reasons, the requester, the decisions so far.
+
+    Example: portcullis approvals show 01M8GKKWXT8R97FVP88ET8QEEA
+    """
+    found, made = _read(config_path, lambda c: (select(c, request_id=request_id), ballots(c, request_id)))
+    if not found:
+        raise click.ClickException(f"no approval request {request_id}")
+    body = {**found[0].model_dump(mode="json"), "decisions": [asdict(ballot) for ballot in made]}
+    if as_json:
+        echo_json(body)
+        return
+    for line in fields(body, SHOWN):
+        click.echo(line)
+
+
+def fields(body: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """`key: value` lines, values in one column: lists of text one item a line, objects and other lists as
+    indented JSON (a plan's steps stay readable), every continuation line indented to the value column."""
+    width = max(len(key) for key in keys) + 2
+    lines = []
+    for key in keys:
+        value = body.get(key)
+        if value is None or value in ([], {}):
+            text = "-"
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            text = "\n".join(f"- {item}" for item in value)
+        else:
+            text = json.dumps(value, indent=2, ensure_ascii=False)
+        first, *rest = text.splitlines() or [""]
+        lines.append(f"{key + ':':<{width}}{first}")
+        lines += [" " * width + line for line in rest]
+    return lines
 
 
 def _service_call(gateway: Gateway, work: Callable[[Gateway], Awaitable[T]]) -> T:
@@ -74,50 +151,6 @@ def _service_call(gateway: Gateway, work: Callable[[Gateway], Awaitable[T]]) -> 
             await gateway.audit.close()
 
     return anyio.run(run)
-
-
-@approvals.command()
-@config_option
-@click.argument("request_id")
-@json_option
-def show(config_path: Path, request_id: str, as_json: bool) -> None:
-    """Show one request: the call, the reasons, the requester, the decisions so far.
-
-    Example: portcullis approvals show 01M8GKKWXT8R97FVP88ET8QEEA
-    """
-    config = load(config_path)
-    connection = open_readonly(config.resolve(config.audit.path))
-    try:
-        found = list_requests(connection, request_id=request_id)
-        made = decisions(connection, request_id)
-    finally:
-        connection.close()
-    if not found:
-        raise click.ClickException(f"no approval request {request_id}")
-    body = {**found[0].model_dump(mode="json"), "decisions": made}
-    if as_json:
-        echo_json(body)
-        return
-    for key in (
-        "id",
-        "status",
-        "subject",
-        "tool",
-        "arguments",
-        "approver_role",
-        "approvals_required",
-        "reasons",
-        "created_at",
-        "expires_at",
-        "approved_at",
-        "execute_by",
-        "finished_at",
-        "result",
-        "decisions",
-    ):
-        click.echo(
-            f"{key + ':':<20}{json.dumps(body[key], ensure_ascii=False) if not isinstance(body[key], str) else body[key]}"
-        )
 
 
 @approvals.command()
@@ -149,7 +182,7 @@ def approve(
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--edit-args") from exc
         if not isinstance(arguments, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--edit-args")
-    _decide(config_path, request_id, chosen, "approve", comment, as_json, arguments)
+    _act(config_path, request_id, chosen, "approve", comment, as_json, arguments)
 
 
 @approvals.command()
@@ -163,25 +196,44 @@ def deny(config_path: Path, request_id: str, chosen: str | None, reason: str, as
 
     Example: portcullis approvals deny 01M8GKKWXT8R97FVP88ET8QEEA --reason "duplicate"
     """
-    _decide(config_path, request_id, chosen, "deny", reason, as_json)
+    _act(config_path, request_id, chosen, "deny", reason, as_json)
 
 
-def _decide(
+@approvals.command()
+@config_option
+@click.argument("request_id")
+@subject_option("Its requester, or one who may decide it.")
+@click.option("--reason", default=None, help="Why, for the requester and the audit log.")
+@json_option
+def cancel(config_path: Path, request_id: str, chosen: str | None, reason: str | None, as_json: bool) -> None:
+    """Cancel a request that has not started running (pending or approved): it will never run.
+
+    The requester may withdraw their own request; one who may decide it may cancel it. The
+    cancellation is audited (`approval.cancelled`) and its reason shown to the requester.
+
+    Example: portcullis approvals cancel 01M8GKKWXT8R97FVP88ET8QEEA --reason "no longer needed"
+    """
+    _act(config_path, request_id, chosen, "cancel", reason, as_json)
+
+
+def _act(
     config_path: Path,
     request_id: str,
     chosen: str | None,
-    decision: str,
+    action: str,
     text: str | None,
     as_json: bool,
-    edited: dict[str, object] | None = None,
+    edited: dict[str, Any] | None = None,
 ) -> None:
     gateway = load_gateway(config_path)
-    approver = resolve_subject(gateway.config, chosen).caller(gateway.config)
+    actor = resolve_subject(gateway.config, chosen).caller(gateway.config)
 
     async def work(gateway: Gateway) -> ApprovalRequest:
-        if decision == "approve":
-            return await gateway.approvals.approve(request_id, approver, text, edited)
-        return await gateway.approvals.deny(request_id, approver, text or "")
+        if action == "approve":
+            return await gateway.approvals.approve(request_id, actor, text, edited)
+        if action == "cancel":
+            return await gateway.approvals.cancel(request_id, actor, text)
+        return await gateway.approvals.deny(request_id, actor, text or "")
 
     try:
         request = _service_call(gateway, work)
@@ -190,4 +242,4 @@ def _decide(
     if as_json:
         echo_json(request.model_dump(mode="json"))
     else:
-        click.echo(f"request {request.id} is {request.status.value}")
+        click.echo(describe(request))

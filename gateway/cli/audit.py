@@ -8,14 +8,12 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
 
-from gateway.audit import AuditQuery, open_readonly, query_records, verify_file
-from gateway.audit.checkpoints import Checkpoint, public_key_path
-from gateway.audit.verify import PROGRESS_EVERY
+from gateway.audit.query import AuditQuery, open_readonly, query_records
 from gateway.cli.options import (
     config_option,
     echo_json,
@@ -26,6 +24,9 @@ from gateway.cli.options import (
     moment,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from gateway.audit.checkpoints import Checkpoint
 
 
 @click.group()
@@ -52,12 +53,21 @@ TABLE = ["seq", "ts", "event", "subject", "tool", "decision", "outcome", "approv
 @click.option("--tool", default=None, help="Only tools matching this glob (crm.*).")
 @click.option("--decision", type=click.Choice(["allow", "deny", "approval_required"]), default=None)
 @click.option("--outcome", default=None, help="Only this outcome code (ok, denied, timeout, ...).")
-@click.option("--event", default=None, help="Only this event (tool.call, tool.intent, approval.approve, ...).")
+@click.option(
+    "--event",
+    default=None,
+    help="Only this event, or events matching a glob (tool.call, 'policy.reload*', 'approval.*').",
+)
 @click.option("--approval", "approval_id", default=None, help="Only records of this approval request.")
 @click.option(
     "--plan-run", "plan_run_id", default=None, help="Only records of this plan run (its steps and transitions)."
 )
-@click.option("--text", default=None, help="Free text in the matched rule or the message.")
+@click.option(
+    "--text",
+    default=None,
+    help="Free text in the matched rule, the message or the recorded argument values"
+    " (not in values recorded as salted hashes).",
+)
 @click.option(
     "--since", default=None, callback=moment, help="From: a duration back from now (15m, 1h, 7d) or an ISO time."
 )
@@ -84,7 +94,7 @@ def query(
     output: str,
     as_json: bool,
 ) -> None:
-    """Show matching audit records, newest first, a page at a time.
+    """Show matching audit records, newest first in every format, a page at a time.
 
     Example: portcullis audit query --subject bob --tool 'payments.*' --since 1h --format jsonl
     """
@@ -155,6 +165,9 @@ def verify(config_path: Path, checkpoint_file: Path | None, allow_missing_checkp
 
     Example: portcullis audit verify --checkpoints /mnt/offsite/checkpoints.jsonl
     """
+    from gateway.audit.checkpoints import public_key_path
+    from gateway.audit.verify import verify_file
+
     config = load(config_path)
     audit_config = config.audit
     public = audit_config.checkpoint_public_key or public_key_path(audit_config.checkpoint_key)
@@ -244,7 +257,7 @@ def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
             ).fetchall()
             return [{**dict(zip(names, row[:-1], strict=True)), "calls": row[-1]} for row in rows]
 
-        report = {
+        report: dict[str, Any] = {
             "since": start,
             "by_decision": grouped("decision"),
             "by_outcome": grouped("outcome"),
@@ -276,6 +289,8 @@ def export(config_path: Path, output: str, since: str | None) -> None:
 
     Example: portcullis audit export --format ocsf --since 7d > audit.ocsf.jsonl
     """
+    from gateway.audit.verify import PROGRESS_EVERY
+
     database = _database(config_path)
     connection = open_readonly(database)
     try:

@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from gateway.audit import parse_since
-from gateway.calls import Caller
 from gateway.config import GatewayConfig, load_config
-from gateway.gateway import Gateway, Mode
 from gateway.outcomes import ConfigError
+
+if TYPE_CHECKING:  # both load the whole gateway (the MCP SDK among it): imported where a command builds one
+    from gateway.calls import Caller
+    from gateway.gateway import Gateway, Mode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +65,8 @@ class CliIdentity:
         return f"{channel}:{self.how}:{self.os_user}"
 
     def caller(self, config: GatewayConfig) -> Caller:
+        from gateway.calls import Caller
+
         return Caller(
             subject=self.subject, tenant=config.identity.default_tenant, auth=self.auth("cli"), transport="cli"
         )
@@ -135,6 +139,8 @@ def load_gateway(config_path: Path, mode: Mode = "admin") -> Gateway:
     Every command but `serve` opens an administrative session: started, it runs the command's own
     calls only (no approval queue worker, no interruption of plan runs, no timers).
     """
+    from gateway.gateway import Gateway
+
     config = load(config_path)
     try:
         return Gateway(config, mode)

@@ -22,6 +22,7 @@ from gateway.cli.options import (
     subject_option,
 )
 from gateway.gateway import Gateway
+from gateway.outcomes import Outcome, OutcomeCode
 from gateway.planner import Plan, validate
 from gateway.planner.runs import list_runs, read_run
 from gateway.planner.tools import render_preview
@@ -100,7 +101,13 @@ def preview(config_path: Path, file: Path, chosen: str | None, as_json: bool) ->
 @config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @subject_option("Run as this subject (every step is decided as them).")
-@click.option("--wait", type=float, default=0, show_default=True, help="Seconds to wait for a needed approval.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for a needed approval and the run (0: answer at once).",
+)
 @json_option
 def run(config_path: Path, file: Path, chosen: str | None, wait: float, as_json: bool) -> None:
     """Run a plan through the gateway as SUBJECT (the same pipeline, approval queue and audit as MCP).
@@ -108,9 +115,9 @@ def run(config_path: Path, file: Path, chosen: str | None, wait: float, as_json:
     The command is an administrative session: it runs this plan only; a serving gateway executes
     approved requests (this plan's, once approved, included).
 
-    When steps need approval, one request covers the plan: this prints its id (exit 2), or with
-    --wait waits for the decision and the run. SUBJECT is the one your OS user maps to
-    (identity.os_users); --as names another only where identity.allow_choosing_subject is true.
+    When steps need approval, one request covers the plan: this prints its id (exit 2) at once, or
+    with --wait waits that long for the decision and the run. SUBJECT is the one your OS user maps
+    to (identity.os_users); --as names another only where identity.allow_choosing_subject is true.
 
     Example: portcullis plan run examples/plans/refund-and-notify.json --wait 60
     """
@@ -118,32 +125,40 @@ def run(config_path: Path, file: Path, chosen: str | None, wait: float, as_json:
     caller = _caller(gateway, chosen)
     data = _read(file)
 
-    async def work() -> dict[str, Any]:
+    async def work() -> Outcome:
         async with gateway:
-            outcome = await gateway.call_tool(caller, "gateway.plan_run", {"plan": data})
-            approval_id = outcome.data.get("approval_id")
-            if outcome.code.value == "approval_required" and approval_id and wait > 0:
-                request = await gateway.approvals.wait(approval_id, wait)
-                if request is not None:
-                    outcome = gateway.approvals.outcome_of(request)
-            return outcome.model_dump(mode="json")
+            return await gateway.call_tool(caller, "gateway.plan_run", {"plan": data}, wait=wait)
 
-    result = anyio.run(work)
+    outcome = anyio.run(work)
     if as_json:
-        echo_json(result)
+        echo_json(outcome.model_dump(mode="json"))
     else:
-        report = result.get("structured") or {}
-        click.echo(f"{result['code']}: {result['message'] if not report else report.get('status')}")
-        for step in report.get("steps", []):
-            click.echo(f"  {step['id']:<14} {step['tool']:<24} {step['status']:<10} {step.get('message') or ''}")
-        if report.get("run_id"):
-            click.echo(f"run {report['run_id']}")
-        if result["code"] == "approval_required":
-            click.echo(f"approval {result['data'].get('approval_id')} is pending (portcullis approvals show ID)")
-    if result["code"] == "approval_required":
+        click.echo(_report(outcome))
+    if outcome.code is OutcomeCode.APPROVAL_REQUIRED:
         raise SystemExit(2)
-    if result["code"] != "ok":
+    if not outcome.ok:
         raise SystemExit(1)
+
+
+def _report(outcome: Outcome) -> str:
+    """A run's outcome in the operator's words (the outcome's message is written for an agent)."""
+    if outcome.code is OutcomeCode.APPROVAL_REQUIRED and outcome.data.get("approval_id"):
+        request = outcome.data["approval_id"]
+        approver = outcome.data.get("approver_role") or "an approver"
+        return (
+            f"approval_required: request {request} is pending approval by {approver}\n"
+            f"  portcullis approvals show {request}      what it asks, and its status\n"
+            f"  portcullis approvals approve {request}   as {approver}; a serving gateway then runs the plan"
+        )
+    report = outcome.structured or {}
+    if not report:
+        return f"{outcome.code.value}: {outcome.message}"
+    lines = [f"{outcome.code.value}: {report.get('status')}"]
+    for step in report.get("steps", []):
+        lines.append(f"  {step['id']:<14} {step['tool']:<24} {step['status']:<10} {step.get('message') or ''}")
+    if report.get("run_id"):
+        lines.append(f"run {report['run_id']}")
+    return "\n".join(lines)
 
 
 @plan.command()

@@ -13,7 +13,7 @@ from gateway.cli.options import config_option, echo_json, json_option, load, loa
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
 from gateway.policy import PolicyEngine
-from gateway.policy.lint import lint
+from gateway.policy.lint import LintFinding, lint
 from gateway.policy.replay import replay
 from gateway.policy.testing import CaseResult, PolicyCase, default_test_files, load_cases
 
@@ -53,7 +53,8 @@ def check(config_path: Path, subject: str, tool: str, arguments: str, as_json: b
     if report.approver:
         click.echo(f"approver: {report.approver} ({report.quorum} distinct approver(s))")
     click.echo(f"roles:    {', '.join(report.roles) or '(none)'}")
-    click.echo(f"outcome:  {report.outcome} ({report.message})")
+    explained = f" ({report.message})" if report.message and report.message != report.outcome else ""
+    click.echo(f"outcome:  {report.outcome}{explained}")
     for match in report.matches:
         if match.condition is None:
             verdict = "matched"
@@ -121,21 +122,41 @@ def _run_case(gateway: Gateway, path: Path, case: PolicyCase) -> CaseResult:
 def lint_policy(config_path: Path, as_json: bool) -> None:
     """Find policy mistakes: errors (exit 1) and warnings.
 
+    A deployment that does not load (a malformed rule, an approver role no one holds) is reported
+    as errors too.
+
     Example: portcullis policy lint
     """
-    gateway = load_gateway(config_path)
-    catalog = gateway.snapshot.catalog
+    try:
+        gateway = Gateway(load(config_path), "admin")
+    except ConfigError as exc:
+        _echo_findings([_load_error(problem) for problem in exc.problems], as_json)
+        raise SystemExit(1) from exc
+    config, snapshot = gateway.config, gateway.snapshot
+    tools = {d.name for d in snapshot.catalog.all_definitions()}
     others = {f"{route.upstream.namespace}.{route.uri}" for route, _ in gateway.resources.federation.resources()}
-    findings = lint(gateway.policy, {d.name for d in catalog.all_definitions()}, others)
-    if as_json:
-        echo_json([f.model_dump() for f in findings])
-    else:
-        for finding in findings:
-            click.echo(f"{finding.level}: {finding.source}: {finding.message}")
-        errors = sum(f.level == "error" for f in findings)
-        click.echo(f"{errors} error(s), {len(findings) - errors} warning(s)")
+    path = config.resolve(config.guardrails) if config.guardrails is not None else None
+    guardrails = (snapshot.guardrails.config, path) if path is not None else None
+    findings = lint(snapshot.policy, tools, others, guardrails, config.identity.jwt)
+    _echo_findings(findings, as_json)
     if any(f.level == "error" for f in findings):
         raise SystemExit(1)
+
+
+def _echo_findings(findings: list[LintFinding], as_json: bool) -> None:
+    if as_json:
+        echo_json([f.model_dump() for f in findings])
+        return
+    for finding in findings:
+        click.echo(f"{finding.level}: {finding.source}: {finding.message}")
+    errors = sum(f.level == "error" for f in findings)
+    click.echo(f"{errors} error(s), {len(findings) - errors} warning(s)")
+
+
+def _load_error(problem: str) -> LintFinding:
+    """A load problem (`FILE:LINE: message`) as a lint error."""
+    source, separator, message = problem.partition(": ")
+    return LintFinding(level="error", source=source if separator else "", message=message if separator else problem)
 
 
 @policy.command("replay")
@@ -154,11 +175,16 @@ def lint_policy(config_path: Path, as_json: bool) -> None:
 def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool) -> None:
     """List every recorded call whose decision the candidate policy would change.
 
+    A call whose decision reads an argument the audit log holds only as a salted hash
+    (audit.personal_keys, audit.secret_keys) or masked is listed as not replayable, with the
+    reason, never as a change. Calls refused before policy was asked (rate limits, unknown
+    names) are not replayed.
+
     Example: portcullis policy replay --policy ../candidate/policies --since 7d
     """
     config = load(config_path)
     try:
-        engine = PolicyEngine.from_files(candidate / "model.conf", candidate / "policy.csv")
+        engine = PolicyEngine.from_files(candidate / "model.conf", candidate / "policy.csv", ("--policy", "--policy"))
     except ConfigError as exc:
         raise click.ClickException("invalid candidate policy:\n  " + "\n  ".join(exc.problems)) from exc
     database = config.resolve(config.audit.path)
@@ -168,7 +194,7 @@ def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool)
     try:
         calls = connection.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'tool.call'").fetchone()[0]
         with progress_bar("replaying", int(calls)) as advance:
-            report = replay(connection, engine, since, advance)
+            report = replay(connection, engine, since, advance, config.audit.personal_keys)
     finally:
         connection.close()
     if as_json:
@@ -177,4 +203,13 @@ def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool)
     for change in report.changes:
         click.echo(f"#{change.seq} {change.ts} {change.subject} {change.tool}: {change.old} -> {change.new}")
         click.echo(f"    now: {change.new_rule}")
-    click.echo(f"{report.replayed} call(s) replayed, {len(report.changes)} decision(s) would change")
+    for skipped in report.not_replayable:
+        possible = " or ".join(skipped.possible)
+        click.echo(f"#{skipped.seq} {skipped.ts} {skipped.subject} {skipped.tool}: {skipped.old}, not replayable")
+        click.echo(f"    now: {possible}, depending on what was not recorded:")
+        for reason in skipped.reasons:
+            click.echo(f"      {reason}")
+    click.echo(
+        f"{report.replayed} call(s) replayed, {len(report.changes)} decision(s) would change,"
+        f" {len(report.not_replayable)} not replayable"
+    )

@@ -12,12 +12,15 @@ import yaml
 
 from gateway.cli.options import config_option, echo_json, echo_table, json_option, load, load_gateway
 from gateway.outcomes import ConfigError, Decision
+from gateway.policy.engine import Explanation, rule_id
 from gateway.snapshot import Snapshot
 from gateway.sources.base import SourceHealth
 from gateway.sources.openapi import import_openapi
 from gateway.sources.pins import PinStatus, diff
 
 T = TypeVar("T")
+CONDITIONAL = "conditional"
+"""`tools list --as`: the decision depends on the call's arguments (rules with `when` conditions)."""
 
 
 @click.group()
@@ -53,6 +56,9 @@ def _live(config_path: Path, work: Callable[[Snapshot, list[SourceHealth]], T]) 
 def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
     """List tools (connecting to upstreams), each source's health, and quarantined tools.
 
+    With --as, each tool's decision for SUBJECT: allow, approval_required, or conditional when it
+    depends on the call's arguments (rules with `when` conditions), followed by those rules.
+
     Example: portcullis tools list --as alice --json
     """
 
@@ -62,10 +68,10 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
         for definition in snapshot.catalog.definitions():
             row = _row(definition.model_dump(), "listed", status)
             if subject is not None:
-                decision = snapshot.policy.decide(subject, definition.name).decision
-                if decision is Decision.DENY:
+                explained = snapshot.policy.explain(subject, definition.name)
+                if explained.decisions == (Decision.DENY,):
                     continue
-                row["decision"] = decision.value
+                row.update(_decision(explained))
             listed.append(row)
         if subject is None:
             for verdict, definition, _ in snapshot.catalog.quarantined.values():
@@ -81,6 +87,24 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
     for row in listed:
         row["description"] = (row["description"] or "").strip().splitlines()[0] if row["description"] else ""
     echo_table(listed, ["name", "source", "status", *(["decision"] if subject else []), "description"])
+    conditional = [row for row in listed if row.get("decision") == CONDITIONAL]
+    if conditional:
+        click.echo()
+        click.echo(f"conditional: what {subject} may do depends on the arguments")
+        for row in conditional:
+            click.echo(f"  {row['name']}: {' or '.join(row['decisions'])}")
+            for rule in row["rules"]:
+                approver = f" by {rule['approver']}" if rule["approver"] else ""
+                when = f" when {rule['condition']}" if rule["condition"] else ""
+                click.echo(f"    {rule['effect']}{approver}{when}  ({rule_id(rule['source'])})")
+
+
+def _decision(explained: Explanation) -> dict[str, Any]:
+    """What policy decides for a listed tool: one decision, or `conditional` (it depends on the arguments),
+    with every possible decision and the rules that give them."""
+    decision = CONDITIONAL if explained.conditional else explained.decisions[0].value
+    rules = [m.model_dump(include={"rule", "source", "effect", "approver", "condition"}) for m in explained.rules]
+    return {"decision": decision, "decisions": [d.value for d in explained.decisions], "rules": rules}
 
 
 def _row(definition: dict[str, Any], status: str, health: Mapping[str, str]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.config.loader import Location, did_you_mean
 from gateway.guardrails.addresses import AddressPolicy
+from gateway.guardrails.detectors import BUILTIN, GROUPS
 
 ArgumentAction = Literal["block", "redact", "require_approval", "flag"]
 OutputAction = Literal["block", "redact", "annotate", "flag"]
@@ -182,3 +184,27 @@ class GuardrailsConfig(_Model):
     rate_limits: tuple[RateLimit, ...] = ()
     definitions: DefinitionChecks = DefinitionChecks()
     relay: RelaySettings = RelaySettings()
+
+    def cross_check(self) -> list[tuple[Location, str]]:
+        """Every detector a rule or the relay names must be built in, a group, or one of this file's plugins
+        (the loader reports each with its line)."""
+        known = {*BUILTIN, *GROUPS, *self.plugins}
+        named: list[tuple[Location, str]] = [
+            (("rules", index, direction, name), name)
+            for index, rule in enumerate(self.rules)
+            for direction, actions in (("arguments", rule.arguments), ("outputs", rule.outputs))
+            for name in actions
+        ]
+        named += [(("relay", "sampling", "detectors", name), name) for name in self.relay.sampling.detectors]
+        listed = ", ".join(sorted(known))
+        return [
+            (loc, f"unknown detector {name!r}{did_you_mean(name, known)} (known: {listed})")
+            for loc, name in named
+            if name not in known
+        ]
+
+    @property
+    def asks_for_approval(self) -> bool:
+        """Whether any rule or flow can send a call to `approver` (only then must someone hold that role)."""
+        in_rules = any("require_approval" in rule.arguments.values() for rule in self.rules)
+        return in_rules or any(flow.action == "require_approval" for flow in self.flows)

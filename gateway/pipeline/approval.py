@@ -86,7 +86,7 @@ class Approval:
             policy_version=self._policy_version,
             approver_role=decision.approver,
             approvals_required=decision.quorum,
-            reasons=[decision.reason, *(f.message for f in call.findings)],
+            reasons=[decision.cited, *(f.message for f in call.findings)],
             call_id=call.call_id,
             expires_at=later(self._expiry_seconds),
             tenant=call.caller.tenant,

@@ -42,7 +42,8 @@ class Authorization:
         entry = self._catalog.get(call.tool_name)
         quarantined = self._catalog.quarantined.get(call.tool_name)
         if entry is None and quarantined is None:
-            decision = PolicyDecision(decision=Decision.DENY, roles=call.roles)
+            # Not a policy decision: the audit record says so (a replay skips it).
+            decision = PolicyDecision.unlisted(call.roles)
             return Stop(call.evolve(decision=decision), unknown_tool(call.tool_name, self.name))
         granted = call.caller.granted_roles
         if self._policy.decide(subject, call.tool_name, granted=granted).decision is Decision.DENY:
@@ -56,7 +57,8 @@ class Authorization:
         decision = self._policy.decide(subject, call.tool_name, "call", _context(call, arguments), granted)
         call = call.evolve(tool=entry[0] if entry else None, decision=decision)
         if decision.decision is Decision.DENY:
-            message = f"policy denies this call to {call.tool_name}: {decision.reason}"
+            # The caller is told the rule and its id, never the server's paths (the audit log has them).
+            message = f"policy denies this call to {call.tool_name}: {decision.cited}"
             return Stop(call, Outcome.refuse(OutcomeCode.DENIED, message, stage=self.name, rule=decision.rule))
         if quarantined is not None:
             verdict = quarantined[0]

@@ -24,8 +24,11 @@ from gateway.canonical import canonical_json, sha256_hex
 from gateway.catalog import Catalog
 from gateway.guardrails import Guardrails
 from gateway.guardrails.engine import Flagged, ScanReport
-from gateway.guardrails.flows import FlowTracker, flow_key
+from gateway.guardrails.flows import flow_key
 from gateway.outcomes import Decision, Outcome, OutcomeCode
+from gateway.pipeline.plan_review import COVERS, PLAN_RUN
+from gateway.store.errors import StoreError
+from gateway.store.protocols import FlowLabels
 
 MAX_REPORTED_ERRORS = 10
 
@@ -34,7 +37,7 @@ class InputGuardrails:
     name: ClassVar[str] = "input_guardrails"
     executes: ClassVar[bool] = False
 
-    def __init__(self, catalog: Catalog, guardrails: Guardrails, flows: FlowTracker) -> None:
+    def __init__(self, catalog: Catalog, guardrails: Guardrails, flows: FlowLabels) -> None:
         self._guardrails = guardrails
         self._flows = flows
         self._validators: dict[str, Validator | SchemaError] = {}
@@ -54,7 +57,7 @@ class InputGuardrails:
                 # A tool whose schema is broken cannot be checked, so it is not called (fail closed).
                 message = f"tool {call.tool_name} has an invalid input schema and cannot be called"
                 return Stop(call, Outcome.refuse(OutcomeCode.TOOL_FAILED, message, stage=self.name))
-            errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.absolute_path))
+            errors = sorted(validator.iter_errors(_as_sent(call)), key=lambda e: list(e.absolute_path))
             if call.deferred:
                 errors = [e for e in errors if not _about_deferred(e, call.deferred)]
             if errors:
@@ -62,7 +65,10 @@ class InputGuardrails:
         guard = self._guardrails.guard(call.tool_name)
         report = await self._guardrails.scan(guard, "arguments", call.arguments)
         findings = [_finding(f, self.name) for f in report.findings]
-        findings.extend(self._flow_findings(call, guard.labels))
+        try:
+            findings.extend(await self._flow_findings(call, guard.labels))
+        except StoreError as exc:  # what the session has read is unknown: refuse (fail closed)
+            return Stop(call, exc.refusal(self.name, "its session's flow labels could not be read"))
         call = call.evolve(findings=(*call.findings, *findings))
         actions = {f.action for f in findings}
         if "block" in actions:
@@ -73,7 +79,7 @@ class InputGuardrails:
             call = self._escalate(call, [f for f in findings if f.action == "require_approval"])
         return Continue(call)
 
-    def _flow_findings(self, call: CallContext, labels: frozenset[str]) -> list[Finding]:
+    async def _flow_findings(self, call: CallContext, labels: frozenset[str]) -> list[Finding]:
         session = flow_key(call.caller)
         if session is None or not labels:
             return []
@@ -81,7 +87,7 @@ class InputGuardrails:
         for rule in self._guardrails.config.flows:
             if rule.sink not in labels:
                 continue
-            links = self._flows.reads(session, rule.after)
+            links = await self._flows.reads(session, rule.after)
             if links is None:
                 continue
             message = (
@@ -111,7 +117,7 @@ class InputGuardrails:
 
     def _invalid(self, call: CallContext, errors: list[Any]) -> Stop:
         problems: list[dict[str, Any]] = [
-            {"path": _json_path(error.absolute_path), "message": error.message}
+            {"path": _json_path(error.absolute_path), "message": _message(error)}
             for error in errors[:MAX_REPORTED_ERRORS]
         ]
         findings = tuple(
@@ -136,6 +142,22 @@ def blocked(findings: list[Finding], stage: str, where: str) -> Outcome:
         stage=stage,
         findings=[f.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for f in blocking],
     )
+
+
+def _as_sent(call: CallContext) -> Any:
+    """The arguments as the caller sent them: an approved plan run also carries what its approval covers,
+    which the gateway added when it asked for the approval (and which no caller may send)."""
+    arguments = call.arguments
+    if call.approved is not None and call.tool_name == PLAN_RUN and isinstance(arguments, dict):
+        return {key: value for key, value in arguments.items() if key != COVERS}
+    return arguments
+
+
+def _message(error: Any) -> str:
+    """jsonschema's message, except that a pattern is shown as written (its message repeats every backslash)."""
+    if error.validator == "pattern" and isinstance(error.instance, str):
+        return f"{error.instance!r} does not match the pattern {error.validator_value}"
+    return str(error.message)
 
 
 def _about_deferred(error: Any, deferred: frozenset[str]) -> bool:

@@ -22,10 +22,12 @@ from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json
 from gateway.config import LimitsConfig
 from gateway.guardrails import Guardrails, ToolGuard
-from gateway.guardrails.flows import FlowTracker, flow_key
+from gateway.guardrails.flows import flow_key
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.pipeline.answers import answer_size, answer_texts, rewritten
 from gateway.pipeline.input_guardrails import blocked
+from gateway.store.errors import StoreError
+from gateway.store.protocols import FlowLabels
 from gateway.tool_types import ToolResult
 
 READ_LABELS = frozenset({"private_data", "untrusted_content"})
@@ -42,7 +44,7 @@ class OutputGuardrails:
     name: ClassVar[str] = "output_guardrails"
     executes: ClassVar[bool] = False
 
-    def __init__(self, limits: LimitsConfig, guardrails: Guardrails, flows: FlowTracker) -> None:
+    def __init__(self, limits: LimitsConfig, guardrails: Guardrails, flows: FlowLabels) -> None:
         self._max_bytes = limits.max_result_bytes
         self._guardrails = guardrails
         self._flows = flows
@@ -69,7 +71,7 @@ class OutputGuardrails:
                 return Stop(call.evolve(result=None), blocked(findings, self.name, "result"))
             if actions & {"redact", "annotate"}:
                 call = call.evolve(result=_rewritten(result, scanned, findings))
-        return Continue(self._remember(call, guard.labels))
+        return await self._remember(call, guard.labels)
 
     async def _check_answer(self, call: CallContext, answer: BaseModel) -> Continue | Stop:
         size = answer_size(answer)
@@ -89,7 +91,7 @@ class OutputGuardrails:
                 if annotated:
                     meta[FINDINGS_META_KEY] = _listed(annotated)
         answer = answer.model_copy(update={"meta": meta or None})
-        return Continue(self._remember(call.evolve(answer=answer), guard.labels))
+        return await self._remember(call.evolve(answer=answer), guard.labels)
 
     async def _scan(self, call: CallContext, guard: ToolGuard, value: Any) -> tuple[CallContext, list[Finding], Any]:
         report = await self._guardrails.scan(guard, "outputs", value)
@@ -107,13 +109,18 @@ class OutputGuardrails:
             Outcome.refuse(OutcomeCode.OUTPUT_TOO_LARGE, message, stage=self.name),
         )
 
-    def _remember(self, call: CallContext, labels: frozenset[str]) -> CallContext:
-        """A delivered read of a labelled tool or resource counts for the session's flow rules."""
+    async def _remember(self, call: CallContext, labels: frozenset[str]) -> Continue | Stop:
+        """A delivered read of a labelled tool or resource counts for the session's flow rules; one that
+        cannot be recorded is not delivered (a later send would go unseen: fail closed)."""
         read = labels & READ_LABELS
         session = flow_key(call.caller)
         if read and call.execute and session is not None:
-            self._flows.record(session, read, call.call_id)
-        return call
+            try:
+                await self._flows.record(session, read, call.call_id)
+            except StoreError as exc:
+                why = "what it read could not be added to its session's flow labels, so its result is withheld"
+                return Stop(call.evolve(result=None, answer=None), exc.refusal(self.name, why))
+        return Continue(call)
 
 
 def _text_of(block: dict[str, Any]) -> str | None:

@@ -210,7 +210,7 @@ class GovernedRelay:
 
     def _allowed(self, decision: PolicyDecision, action: str) -> None:
         if decision.decision is not Decision.ALLOW:
-            message = f"policy does not let {self._upstream} {action} through {self._call.tool_name}: {decision.reason}"
+            message = f"policy does not let {self._upstream} {action} through {self._call.tool_name}: {decision.cited}"
             raise _Refusal(OutcomeCode.DENIED, message)
 
     async def _inner(self, action: str, params: Any) -> Any:

@@ -41,7 +41,7 @@ DEFINITIONS: ToolTable = {
         "Run a plan: each step through the gateway's policy, guardrails, approval and audit as you;"
         " independent steps in parallel. A plan with a denied step is refused whole; one whose steps need"
         " approval waits for one approval of the whole plan.",
-        {"plan": _PLAN, "approval_covers": {"type": "array", "description": "Set by the gateway; never send it."}},
+        {"plan": _PLAN},
         ["plan"],
         _RUN,
     ),
@@ -88,6 +88,8 @@ class PlannerTools:
             preview = await self._planner.preview(plan, caller)
             return _result(preview.model_dump(mode="json"), render_preview(preview))
         approved = acting.approved
+        # What the plan's approval covers: added by the plan review when it asked for the approval (not in the
+        # schema agents see, and refused from a caller), so present only when the approved request runs.
         covers = tuple(Cover.model_validate(c) for c in arguments.get("approval_covers", ())) if approved else ()
         report = await self._planner.run(
             plan, caller, covers=covers, approval_id=approved.id if approved else None, progress=context.progress

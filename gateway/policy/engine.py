@@ -9,7 +9,9 @@ is exactly the set the matcher `g(r.sub, p.sub)` can select. The result equals
 Casbin's own (a test compares the two on random policies).
 
 Three outcomes: deny beats approval, approval beats allow, and no matching rule
-is a deny.
+is a deny. `explain` answers the question behind a listing or a replay: which decisions
+are possible when some conditions cannot be evaluated (no arguments yet, or an argument
+the audit log holds only as a hash)?
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class RuleMatch(BaseModel):
     rule: str
     source: str
     effect: str
+    approver: str | None = None
     condition: str | None = None
     condition_value: bool | None = None
     """True or False; None when there is no condition or it could not be evaluated."""
@@ -65,9 +68,59 @@ class PolicyDecision(BaseModel):
 
     @property
     def reason(self) -> str:
+        """The rule and where it is (the policy file's full path and line): for operators and the audit log."""
         if self.rule is None:
-            return "no policy rule allows this (deny by default)"
+            return DEFAULT_DENY
         return f"{self.rule} ({self.rule_source})"
+
+    @property
+    def cited(self) -> str:
+        """The rule and its id (`policy.csv:42`): what a caller is told, without the server's paths."""
+        if self.rule is None:
+            return DEFAULT_DENY
+        return f"{self.rule} ({rule_id(self.rule_source)})" if self.rule_source else self.rule
+
+    @classmethod
+    def unlisted(cls, roles: tuple[str, ...] = ()) -> PolicyDecision:
+        """The deny for a name the catalog does not have: policy was never asked (a replay skips it)."""
+        return cls(decision=Decision.DENY, rule=UNLISTED, rule_source=UNLISTED_SOURCE, roles=roles)
+
+
+DEFAULT_DENY = "no policy rule allows this (deny by default)"
+UNLISTED = "no such tool"
+UNLISTED_SOURCE = "catalog"
+UNLISTED_REASON = f"{UNLISTED} ({UNLISTED_SOURCE})"
+"""What the audit log's `rule` says for a call to a name no source lists."""
+_RANK = {Effect.ALLOW: 1, Effect.APPROVE: 2, Effect.DENY: 3}
+_DECISIONS = {Effect.DENY: Decision.DENY, Effect.APPROVE: Decision.APPROVAL_REQUIRED, Effect.ALLOW: Decision.ALLOW}
+Unknowable = Callable[[Rule], str | None]
+"""Why a rule's condition cannot be evaluated for this request (None: it can)."""
+
+
+def rule_id(source: str) -> str:
+    """`/srv/policies/policy.csv:42` -> `policy.csv:42`: a rule named without the server's directory layout."""
+    file, colon, line = source.rpartition(":")
+    return f"{Path(file).name}:{line}" if colon and line.isdigit() else Path(source).name
+
+
+class Explanation(BaseModel):
+    """The decisions a request could get while some conditions are unknown, and the rules behind them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decisions: tuple[Decision, ...]
+    """Every decision still possible, strictest first; one when the unknown conditions cannot change it."""
+    rules: tuple[RuleMatch, ...]
+    """Every rule whose subject, object and action matched (an unknown condition: no value, not counted)."""
+    unknown: tuple[str, ...] = ()
+    """Why each unknown condition could not be evaluated."""
+    decided: PolicyDecision | None = None
+    """The decision and its rule, when only one is possible."""
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the decision depends on what the unknown conditions say."""
+        return len(self.decisions) > 1
 
 
 class PolicyEngine:
@@ -87,7 +140,17 @@ class PolicyEngine:
         }
 
     @classmethod
-    def from_files(cls, model_path: Path, policy_path: Path) -> PolicyEngine:
+    def from_files(
+        cls, model_path: Path, policy_path: Path, keys: tuple[str, str] = ("policy.model", "policy.rules")
+    ) -> PolicyEngine:
+        """The policy in two files; `keys` are the settings that name them, for a missing file's message."""
+        missing = [
+            f"{key}: file not found: {path}"
+            for key, path in zip(keys, (model_path, policy_path), strict=True)
+            if not path.exists()
+        ]
+        if missing:
+            raise PolicyError(missing)
         model_text = _read(model_path)
         _check_model(model_path, model_text)
         rules, groups = parse_policy_file(policy_path)
@@ -123,31 +186,67 @@ class PolicyEngine:
         roles = self.roles_for(subject, granted)
         found: dict[Effect, Rule] = {}
         matches: list[RuleMatch] = []
-        for holder in (subject, *roles):
-            for rule in self._by_subject.get(holder, ()):
-                if rule.action != action or not fnmatchcase(tool, rule.tool):
-                    continue
+        for rule in self._applicable(subject, roles, tool, action):
+            effect, match = _check(rule, context)
+            matches.append(match)
+            if effect is not None:
+                found.setdefault(effect, rule)
+        return _decided(found, roles, tuple(matches))
+
+    def explain(
+        self,
+        subject: str,
+        tool: str,
+        action: str = "call",
+        context: dict[str, Any] | None = None,
+        granted: tuple[str, ...] = (),
+        unknowable: Unknowable | None = None,
+    ) -> Explanation:
+        """Which decisions are possible when some conditions cannot be evaluated.
+
+        Without `context` every condition is unknown (`tools list --as`: does the decision depend on
+        the arguments?). With it, a condition is unknown when `unknowable` gives a reason (a replay: the
+        argument it reads was stored hashed). An unknown condition may be true or false, so its rule may
+        count or not; every other rule is decided as `decide` decides it.
+        """
+        roles = self.roles_for(subject, granted)
+        found: dict[Effect, Rule] = {}
+        optional: dict[Effect, Rule] = {}
+        matches: list[RuleMatch] = []
+        reasons: list[str] = []
+        for rule in self._applicable(subject, roles, tool, action):
+            why = None
+            if rule.condition is not None:
+                why = "no arguments yet" if context is None else (unknowable(rule) if unknowable else None)
+            if why is None:
                 effect, match = _check(rule, context)
                 matches.append(match)
                 if effect is not None:
                     found.setdefault(effect, rule)
-        for effect, decision in (
-            (Effect.DENY, Decision.DENY),
-            (Effect.APPROVE, Decision.APPROVAL_REQUIRED),
-            (Effect.ALLOW, Decision.ALLOW),
-        ):
-            if effect in found:
-                rule = found[effect]
-                return PolicyDecision(
-                    decision=decision,
-                    rule=rule.describe(),
-                    rule_source=rule.source,
-                    approver=rule.approver,
-                    quorum=rule.quorum,
-                    roles=roles,
-                    matches=tuple(matches),
-                )
-        return PolicyDecision(decision=Decision.DENY, roles=roles, matches=tuple(matches))
+                continue
+            text = rule.condition.text if rule.condition else None
+            base = _basis(rule)
+            matches.append(RuleMatch(**base, condition=text, counted=False))
+            optional.setdefault(rule.effect, rule)
+            reasons.append(why)
+        strictest = max(found, key=_RANK.__getitem__, default=None)
+        possible = {strictest}
+        for effect in optional:
+            possible.add(effect if strictest is None or _RANK[effect] > _RANK[strictest] else strictest)
+        decisions = tuple(
+            decision
+            for effect, decision in _DECISIONS.items()
+            if effect in possible or (decision is Decision.DENY and None in possible)
+        )
+        decided = _decided(found, roles, tuple(matches)) if len(decisions) == 1 else None
+        return Explanation(decisions=decisions, rules=tuple(matches), unknown=tuple(reasons), decided=decided)
+
+    def _applicable(self, subject: str, roles: tuple[str, ...], tool: str, action: str) -> Iterable[Rule]:
+        """The rules whose holder (the subject or one of its roles), object and action match."""
+        for holder in (subject, *roles):
+            for rule in self._by_subject.get(holder, ()):
+                if rule.action == action and fnmatchcase(tool, rule.tool):
+                    yield rule
 
     def casbin_enforce(
         self, subject: str, tool: str, action: str = "call", context: dict[str, Any] | None = None
@@ -156,9 +255,30 @@ class PolicyEngine:
         return bool(self._enforcer.enforce(subject, tool, action, context or {}))
 
 
+def _decided(found: dict[Effect, Rule], roles: tuple[str, ...], matches: tuple[RuleMatch, ...]) -> PolicyDecision:
+    """The strictest effect found decides (deny, then approve, then allow); nothing found is a deny."""
+    for effect, decision in _DECISIONS.items():
+        if effect in found:
+            rule = found[effect]
+            return PolicyDecision(
+                decision=decision,
+                rule=rule.describe(),
+                rule_source=rule.source,
+                approver=rule.approver,
+                quorum=rule.quorum,
+                roles=roles,
+                matches=matches,
+            )
+    return PolicyDecision(decision=Decision.DENY, roles=roles, matches=matches)
+
+
+def _basis(rule: Rule) -> dict[str, Any]:
+    return {"rule": rule.describe(), "source": rule.source, "effect": rule.effect.value, "approver": rule.approver}
+
+
 def _check(rule: Rule, context: dict[str, Any] | None) -> tuple[Effect | None, RuleMatch]:
     """The effect `rule` contributes to this request (None: it drops out), and the explanation."""
-    base = {"rule": rule.describe(), "source": rule.source, "effect": rule.effect.value}
+    base = _basis(rule)
     if rule.condition is None:
         return rule.effect, RuleMatch(**base, counted=True)
     text = rule.condition.text

@@ -2,16 +2,17 @@
 
 `gateway.policy_check` explains a decision (the policy check of the CLI). The
 approval tools let a requester follow its request (`approval_status`,
-`approval_wait`) and an approver decide from their own agent (`approvals_pending`,
-`approve`, `deny`). Who may call each is policy, like every tool; each also checks
-that the caller is the requester, or may approve that request.
+`approval_wait`) or withdraw it (`approval_cancel`), and an approver decide from
+their own agent (`approvals_pending`, `approve`, `deny`). Who may call each is
+policy, like every tool; each also checks that the caller is the requester, or may
+approve that request.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.approvals.requests import ApprovalStatus
+from gateway.approvals.requests import ApprovalStatus, describe
 from gateway.approvals.service import ApprovalError, ApprovalService, request_json
 from gateway.audit import AuditQuery, parse_since
 from gateway.calls import ActingFor, Caller, CheckReport
@@ -43,6 +44,12 @@ APPROVAL_TOOLS: ToolTable = {
         {"approval_id": _ID, "timeout_s": {"type": "number", "minimum": 0, "maximum": 60}},
         ["approval_id"],
         _SAFE,
+    ),
+    "gateway.approval_cancel": (
+        "Cancel one of your approval requests (or one you may decide) that has not started running; it will never run.",
+        {"approval_id": _ID, "reason": {"type": "string", "maxLength": 2000}},
+        ["approval_id"],
+        _DECIDE,
     ),
     "gateway.approvals_pending": ("Approval requests waiting for your decision.", {}, [], _SAFE),
     "gateway.audit_query": (
@@ -161,31 +168,36 @@ class BuiltinSource:
             mine = [request_json(r) for r in pending if r.subject != caller.subject and service.may_approve(caller, r)]
             return _result({"pending": mine}, f"{len(mine)} request(s) await your decision")
         request = await service.get(arguments["approval_id"])
-        if request is None:
+        if request is None or (name == "gateway.approval_cancel" and not service.may_see(caller, request)):
             return _error(f"no approval request {arguments['approval_id']}")
         try:
             if name == "gateway.approve":
                 decided = await service.approve(
                     request.id, caller, arguments.get("comment"), arguments.get("edited_arguments")
                 )
-                return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
+                return _result(request_json(decided), describe(decided))
             if name == "gateway.deny":
                 decided = await service.deny(request.id, caller, arguments["reason"])
-                return _result(request_json(decided), f"request {request.id} is {decided.status.value}")
+                return _result(request_json(decided), describe(decided))
+            if name == "gateway.approval_cancel":
+                decided = await service.cancel(request.id, caller, arguments.get("reason"))
+                return _result(request_json(decided), describe(decided))
         except ApprovalError as exc:
             return _error(f"{exc.reason}: {exc}")
         if not service.may_see(caller, request):
             return _error(f"no approval request {request.id}")  # only its requester, approvers and auditors see it
         if name == "gateway.approval_wait":
             request = await service.wait(request.id, float(arguments.get("timeout_s", 10)), context.progress) or request
-        outcome = service.outcome_of(request)
         body = {
             "approval_id": request.id,
             "status": request.status.value,
+            "reason": request.status_reason,
             "expires_at": request.expires_at,
             "result": request.result,
         }
-        return _result(body, f"request {request.id} is {request.status.value}: {outcome.message}")
+        # Still open: what to do next (one sentence, said once); ended: where it stands and why.
+        text = describe(request) if request.terminal else service.outcome_of(request).message
+        return _result(body, text)
 
     async def start(self, tasks: TaskGroup) -> None:
         """Nothing to start."""

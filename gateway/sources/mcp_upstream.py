@@ -239,7 +239,7 @@ class McpUpstream:
             self._down(f"did not answer within {self.config.connect_timeout_seconds:g} s")
             return False
         except Exception as exc:  # seam: a server that fails to start can raise anything
-            self._down(f"failed to start: {type(exc).__name__}: {exc}")
+            self._down(f"failed to start: {describe(exc)}")
             return False
         return True
 
@@ -264,7 +264,7 @@ class McpUpstream:
         except Exception as exc:
             if not started:
                 raise
-            self._down(f"connection lost: {type(exc).__name__}: {exc}")
+            self._down(f"connection lost: {describe(exc)}")
         finally:
             if self._disconnect is disconnect:
                 self._client = None
@@ -283,13 +283,16 @@ class McpUpstream:
             stdio = self.config.stdio
             env = {name: os.environ[name] for name in stdio.inherit_env if name in os.environ}
             env.update(stdio.env)
-            cwd = stdio.cwd if stdio.cwd is None or stdio.cwd.is_absolute() else self._root / stdio.cwd
+            cwd = self._root if stdio.cwd is None else self._root / stdio.cwd  # an absolute cwd stays itself
             # The SDK adds HOME, SHELL, TERM, USER... to every server's environment; `env -i`
             # starts the server with exactly the variables configured for it.
             command, args = stdio.command, list(stdio.args)
+            problem = unstartable(command, env.get("PATH", os.defpath), cwd)
+            if problem is not None:  # said here: `env` (or the SDK) would only print it to stderr
+                raise UpstreamError(problem)
             if ENV_PROGRAM is not None:
                 command, args = ENV_PROGRAM, ["-i", *(f"{k}={v}" for k, v in env.items()), command, *args]
-            params = StdioServerParameters(command=command, args=args, env=env, cwd=str(cwd or self._root))
+            params = StdioServerParameters(command=command, args=args, env=env, cwd=str(cwd))
             return Client(params, mode="legacy", cache=None, **options)
         if self.config.http is None:  # UpstreamConfig's validator requires stdio or http
             raise UpstreamError(f"upstream {self.namespace} has neither stdio nor http settings")
@@ -393,6 +396,36 @@ class McpUpstream:
         self._retry_at = time.monotonic() + backoff
         self._status, self._detail = "down", detail
         logger.warning("upstream %s is down (%s); restart allowed in %.1f s", self.namespace, detail, backoff)
+
+
+def unstartable(command: str, path: str, cwd: Path) -> str | None:
+    """Why `command` cannot be started with this PATH in `cwd` (None when it can), in the words of the OS."""
+    if os.sep in command or (os.altsep is not None and os.altsep in command):
+        program = cwd / command  # an absolute command stays itself
+        if not program.exists():
+            return f"{command}: No such file or directory"
+        if program.is_dir():
+            return f"{command}: Is a directory"
+        if not os.access(program, os.X_OK):
+            return f"{command}: Permission denied"
+        return None
+    if shutil.which(command, path=path) is None:
+        return f"{command}: not found on its PATH (No such file or directory)"
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, in one line: the cause inside the task groups' wrapping, not the wrapping.
+
+    The SDK's transports run in task groups, so a server that fails arrives as an
+    `ExceptionGroup` ("unhandled errors in a TaskGroup"), which says nothing by itself.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        inner: list[BaseException] = list(exc.exceptions)
+        exc = next((e for e in inner if isinstance(e, Exception)), inner[0])  # not the cancellations it caused
+    if isinstance(exc, UpstreamError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def _ignore(message: types.ServerNotification | Exception) -> None:

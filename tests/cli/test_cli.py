@@ -28,7 +28,7 @@ def test_tools_list_json_shows_the_catalog_as_a_subject_sees_it(config_path: Pat
     tools = json.loads(out)
     assert {t["name"] for t in tools} == DEMO_VIEW["bob"]
     assert all({"name", "description", "source"} <= set(t) for t in tools)
-    assert {t["name"]: t["decision"] for t in tools}["payments.refund"] == "approval_required"
+    assert {t["name"]: t["decision"] for t in tools}["payments.refund"] == "conditional"
 
 
 def test_tools_list_for_a_subject_without_roles_is_empty(config_path: Path) -> None:
