@@ -226,9 +226,8 @@ async def main(calls: int, rounds: int, memory_calls: int) -> None:
                     rss[checkpoint] = memory.memory_info().rss / 2**20
                 half, full = memory_calls // 2, memory_calls
                 print(f"HTTP server RSS: idle {idle:.1f} MiB, after {half} calls {rss[half]:.1f} MiB,")
-                print(
-                    f"  after {full} calls {rss[full]:.1f} MiB (growth {half}->{full}: {(rss[full] / rss[half] - 1) * 100:+.1f}%)"
-                )
+                growth = (rss[full] / rss[half] - 1) * 100
+                print(f"  after {full} calls {rss[full]:.1f} MiB (growth {half}->{full}: {growth:+.1f}%)")
         finally:
             server.terminate()
             server.wait(timeout=15)

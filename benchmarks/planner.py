@@ -109,8 +109,8 @@ async def main(rounds: int) -> None:
     fan_median = statistics.median(fan) * 1000
     print(f"{rounds} rounds, stdio client, interleaved")
     print(
-        f"8 independent 100 ms steps as one plan:   {stats(fan)}   (goal < 150 ms: {'met' if fan_median < 150 else 'NOT met'};"
-        f" in a row they take 800 ms)"
+        f"8 independent 100 ms steps as one plan:   {stats(fan)}"
+        f"   (goal < 150 ms: {'met' if fan_median < 150 else 'NOT met'}; in a row they take 800 ms)"
     )
     print(f"chain of 4 x 20 ms, one plan:             {stats(chained)}")
     print(f"chain of 4 x 20 ms, 4 separate calls:     {stats(separate)}")
@@ -118,8 +118,9 @@ async def main(rounds: int) -> None:
     plan_overhead = statistics.median(chained) * 1000 - own
     call_overhead = statistics.median(separate) * 1000 - own
     print(
-        f"overhead beyond the steps' own {own:.0f} ms: plan {plan_overhead:.1f} ms, separate calls {call_overhead:.1f} ms"
-        f" ({plan_overhead / call_overhead:.2f} x; without the agent's model round trip between calls,"
+        f"overhead beyond the steps' own {own:.0f} ms: plan {plan_overhead:.1f} ms,"
+        f" separate calls {call_overhead:.1f} ms ({plan_overhead / call_overhead:.2f} x;"
+        " without the agent's model round trip between calls,"
         " which a plan also saves)"
     )
 

@@ -13,7 +13,8 @@ import argparse
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from gateway.outcomes import Decision
 from gateway.policy import Effect, PolicyEngine, Rule
@@ -58,10 +59,10 @@ def main(samples: int) -> None:
         tools = [rng.choice(TOOLS) for _ in range(samples)]
         cursor = iter(range(10**9))
 
-        def fast() -> object:
+        def fast(policy: Any = policy, tools: list[str] = tools, cursor: Iterator[int] = cursor) -> object:
             return policy.decide("user0", tools[next(cursor) % samples], "call", CONTEXT)
 
-        def plain() -> object:
+        def plain(policy: Any = policy, tools: list[str] = tools, cursor: Iterator[int] = cursor) -> object:
             return policy.casbin_enforce("user0", tools[next(cursor) % samples], "call", CONTEXT)
 
         plain_samples = max(20, min(samples, 20_000 // max(size // 10, 1)))

@@ -63,7 +63,7 @@ def list_tools(config_path: Path, subject: str | None, as_json: bool) -> None:
     """
 
     def rows(snapshot: Snapshot, health: list[SourceHealth]) -> tuple[list[dict[str, Any]], list[SourceHealth]]:
-        status = {h.source: h.status for h in health}
+        status = {h.source: h for h in health}
         listed: list[dict[str, Any]] = []
         for definition in snapshot.catalog.definitions():
             row = _row(definition.model_dump(), "listed", status)
@@ -107,12 +107,15 @@ def _decision(explained: Explanation) -> dict[str, Any]:
     return {"decision": decision, "decisions": [d.value for d in explained.decisions], "rules": rules}
 
 
-def _row(definition: dict[str, Any], status: str, health: Mapping[str, str]) -> dict[str, Any]:
+def _row(definition: dict[str, Any], status: str, health: Mapping[str, SourceHealth]) -> dict[str, Any]:
+    source = health.get(definition["source"])
     return {
         "name": definition["name"],
         "description": definition["description"],
         "source": definition["source"],
-        "source_status": health.get(definition["source"], "ok"),
+        "source_status": source.status if source else "ok",
+        # why a source is down ("failed to start: ...: No such file or directory"), for scripts as for people
+        "source_detail": source.detail if source else "",
         "status": status,
         "annotations": definition["annotations"],
         "definition_hash": definition["definition_hash"],

@@ -117,7 +117,7 @@ async def check_url(url: str, policy: AddressPolicy, resolve: bool = True) -> Ch
         raise AddressRefused("urls.deny_hosts", f"the host {host} is on the deny list")
     if policy.allow_hosts and not _host_matches(host, policy.allow_hosts):
         raise AddressRefused("urls.allow_hosts", f"the host {host} is not on the allow list")
-    allowed = policy.networks()
+    networks = policy.networks()
     literal = numeric_host(host)
     if literal is not None:
         addresses: tuple[IPAddress, ...] = (literal,)
@@ -129,7 +129,7 @@ async def check_url(url: str, policy: AddressPolicy, resolve: bool = True) -> Ch
         except OSError as exc:
             raise AddressRefused("urls.unresolvable", f"the host {host} does not resolve") from exc
         addresses = tuple(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
-    internal = [a for a in addresses if is_internal(a, allowed)]
+    internal = [a for a in addresses if is_internal(a, networks)]
     if internal:
         raise AddressRefused(
             "urls.internal_address",

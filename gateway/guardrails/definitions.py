@@ -19,7 +19,8 @@ from gateway.guardrails.detectors.injection import assess
 from gateway.guardrails.text import control_characters, hidden_characters, identifier_words
 
 SENSITIVE_FILES = re.compile(
-    r"(?:~|\$HOME)/\.(?:ssh|aws|gnupg|kube|docker|config/gh)|\bid[ _-]?(?:rsa|ed25519|ecdsa)\b|/etc/(?:passwd|shadow|sudoers)"
+    r"(?:~|\$HOME)/\.(?:ssh|aws|gnupg|kube|docker|config/gh)|\bid[ _-]?(?:rsa|ed25519|ecdsa)\b"
+    r"|/etc/(?:passwd|shadow|sudoers)"
     r"|\.env\b|\bmcp\.json\b|claude_desktop_config|\bcredentials(?:\.json)?\b|\.netrc\b|\.npmrc\b|\.pypirc\b",
     re.IGNORECASE,
 )

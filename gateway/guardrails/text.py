@@ -80,9 +80,11 @@ _U_ESCAPE = re.compile(r"(?:\\u[0-9a-fA-F]{4}){4,}")
 _SPACED = re.compile(r"\b(?:\w ){3,}\w\b")
 _LEET_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=\w*[0-9])[a-zA-Z0-9]{3,}\b")
 _WORD = re.compile(r"[a-zà-ÿ]+")
-_COMMON = frozenset(
-    ["the", "and", "to", "of", "a", "in", "is", "you", "your", "for", "it", "this", "that", "on", "with", "as", "are", "be", "or", "at", "by", "not", "from", "we", "our", "an", "if", "can", "will", "all", "der", "die", "das", "und", "ist", "nicht", "le", "la", "les", "et", "est", "pas", "de", "el", "los", "y", "es", "que", "il", "di", "che", "non"]
+_COMMON_WORDS = (
+    "the and to of a in is you your for it this that on with as are be or at by not from we our an if can will all"
+    " der die das und ist nicht le la les et est pas de el los y es que il di che non"
 )
+_COMMON = frozenset(_COMMON_WORDS.split())
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|_+")
 

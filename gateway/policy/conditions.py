@@ -238,11 +238,11 @@ def _compare(operator: str, left: Evaluate, right: Evaluate) -> Evaluate:
         if operator in ("==", "!="):
             if type(a) is not type(b) and not (_number(a) and _number(b)):
                 raise ConditionError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
-            return (a == b) == (operator == "==")
+            return bool((a == b) == (operator == "=="))
         if operator in ("<", "<=", ">", ">="):
             if not ((_number(a) and _number(b)) or (isinstance(a, str) and isinstance(b, str))):
                 raise ConditionError(f"cannot order {type(a).__name__} and {type(b).__name__}")
-            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[operator]
+            return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[operator])
         if operator in ("in", "not in"):
             if not isinstance(b, list | str):
                 raise ConditionError(f"'in' needs a list or a string on its right, got {type(b).__name__}")

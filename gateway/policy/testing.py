@@ -69,7 +69,8 @@ def load_cases(path: Path) -> list[PolicyCase]:
         raise ConfigError([f"{path}: cannot read policy tests: {exc}"]) from exc
     if not isinstance(data, dict) or not isinstance(data.get("tests"), list):
         raise ConfigError([f"{path}: a policy test file needs a top-level 'tests:' list"])
-    cases, problems = [], []
+    cases: list[PolicyCase] = []
+    problems: list[str] = []
     for index, item in enumerate(data["tests"]):
         try:
             cases.append(PolicyCase.model_validate(item))

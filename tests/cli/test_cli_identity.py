@@ -65,7 +65,8 @@ def run_the_queue(config: Path, request_id: str) -> ApprovalStatus:
     async def drain() -> ApprovalStatus:
         async with Gateway(load_config(config)) as gateway:
             await gateway.approvals.run_approved()
-            request = await gateway.approvals.get(request_id)
+            # the gateway's own worker may have claimed it first: wait for whichever runs it to finish
+            request = await gateway.approvals.wait(request_id, 30)
         assert request is not None
         return request.status
 

@@ -81,18 +81,17 @@ async def test_a_crash_mid_call_leaves_a_started_record_and_the_chain_verifies(t
         args=["-m", "gateway", "serve", "--transport", "stdio", "--config", str(path), "--as", "alice"],
     )
     with pytest.raises(Exception):  # noqa: B017 - the server dies under the call
-        async with Client(params, mode="legacy") as client:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(client.call_tool, "faulty.slow", {"seconds": 0.4})
-                with anyio.fail_after(10):
-                    while count(path, "event = 'tool.intent' AND tool = 'faulty.slow'") == 0:
-                        await anyio.sleep(0.02)
-                found = subprocess.run(
-                    ["pgrep", "-f", f"serve --transport stdio --config {path}"], capture_output=True, text=True
-                )
-                pids = [int(pid) for pid in found.stdout.split()]
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
+        async with Client(params, mode="legacy") as client, anyio.create_task_group() as tasks:
+            tasks.start_soon(client.call_tool, "faulty.slow", {"seconds": 0.4})
+            with anyio.fail_after(10):
+                while count(path, "event = 'tool.intent' AND tool = 'faulty.slow'") == 0:
+                    await anyio.sleep(0.02)
+            found = subprocess.run(
+                ["pgrep", "-f", f"serve --transport stdio --config {path}"], capture_output=True, text=True
+            )
+            pids = [int(pid) for pid in found.stdout.split()]
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
     started = count(path, "event = 'tool.intent' AND tool = 'faulty.slow'")
     finished = count(path, "event = 'tool.call' AND tool = 'faulty.slow'")
     assert (started, finished) == (1, 0)

@@ -72,9 +72,11 @@ def status(url: str, bearer: str) -> int:
 
 
 async def tools_for(url: str, bearer: str) -> set[str]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as session:
-        async with Client(streamable_http_client(url, http_client=session), mode="legacy") as client:
-            return {tool.name for tool in (await client.list_tools()).tools}
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as session,
+        Client(streamable_http_client(url, http_client=session), mode="legacy") as client,
+    ):
+        return {tool.name for tool in (await client.list_tools()).tools}
 
 
 @pytest.mark.anyio
@@ -84,9 +86,11 @@ async def test_a_valid_rs256_token_from_the_jwks_maps_subject_roles_and_tenant(
     url = serve_http(jwt_config)
     bearer = token(RSA_KEY, "RS256", kid="key-1", groups=["finance"], tenant="acme-eu")
     assert await tools_for(url, bearer) >= {"crm.find_customer", "payments.refund"}
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as session:
-        async with Client(streamable_http_client(url, http_client=session), mode="legacy") as client:
-            result = await client.call_tool("crm.get_customer", {"customer_id": "C001", "subject": "erin"})
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {bearer}"}, timeout=30) as session,
+        Client(streamable_http_client(url, http_client=session), mode="legacy") as client,
+    ):
+        result = await client.call_tool("crm.get_customer", {"customer_id": "C001", "subject": "erin"})
     assert result.is_error  # identity claimed in arguments is not identity: here it is just a schema error
     db = sqlite3.connect(jwt_config.parent / "audit" / "audit.db")
     (body,) = db.execute("SELECT body FROM audit_log WHERE event = 'tool.call' ORDER BY seq DESC LIMIT 1").fetchone()

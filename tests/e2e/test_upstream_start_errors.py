@@ -4,6 +4,7 @@ to the operator's `tools list`, to the log, and to the agent calling one of its 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -68,6 +69,11 @@ async def test_tools_list_shows_the_cause(tmp_path: Path) -> None:
     # the table cuts long cells; the whole cause is on stderr, where the warning is logged
     assert "no-such-mcp-server-14: not found on its PATH (No such file or directory)" in listed.stderr
     assert "TaskGroup" not in listed.stdout + listed.stderr
+    # scripts get the whole cause too: every tool of the source carries it
+    as_json = portcullis("tools", "list", "--config", str(path), "--json")
+    toy = [row for row in json.loads(as_json.stdout) if row["source"] == "mcp:toy"]
+    assert toy and all(row["source_status"] == "down" for row in toy)
+    assert all("No such file or directory" in row["source_detail"] for row in toy)
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

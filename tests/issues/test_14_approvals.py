@@ -66,8 +66,8 @@ async def run_the_queue(config: Path, request_id: str) -> Any:
     """A serving gateway's queue passes over the request; where it ends up."""
     async with Gateway(load_config(config)) as server:
         await server.approvals.run_approved()
-        await anyio.sleep(0.2)
-        return await server.approvals.get(request_id)
+        # the gateway's own worker may have claimed it first: wait for whichever runs it to finish
+        return await server.approvals.wait(request_id, 30)
 
 
 # --- item 3: the denial's reason reaches the requester -----------------------------------

@@ -25,7 +25,8 @@ ARTICLES = {
     ),
     "escalation": (
         "Escalating a ticket",
-        "Urgent tickets are escalated to the on-call manager. Set the priority to 'urgent' and mention the customer id.",
+        "Urgent tickets are escalated to the on-call manager."
+        " Set the priority to 'urgent' and mention the customer id.",
     ),
     "shipping-delays": (
         "Shipping delays",

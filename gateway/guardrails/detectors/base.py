@@ -42,8 +42,12 @@ class Where:
 
 @runtime_checkable
 class Detector(Protocol):
-    name: str
-    kinds: frozenset[str] | None
-    """None: every string; otherwise only arguments of these kinds."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kinds(self) -> frozenset[str] | None:
+        """None: every string; otherwise only arguments of these kinds."""
+        ...
 
     def scan(self, text: str, where: Where) -> Sequence[Hit] | Awaitable[Sequence[Hit]]: ...

@@ -103,7 +103,7 @@ RULES = GuardrailsConfig(
         ToolRule(tools=("tickets.create",), arguments={"secrets": "redact", "cards": "redact", "phones": "flag"}),
         ToolRule(tools=("email.send",), arguments={"secrets": "block", "cards": "block"}),
         ToolRule(tools=("kb.search",), outputs={"injection": "annotate", "secrets": "redact"}),
-    )
+    ),
 )
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import pytest
@@ -24,7 +24,7 @@ ALICE = Caller(subject="alice", auth="test", transport="test")
 
 
 class Recorder(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def _handle(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -213,7 +213,7 @@ async def test_an_openapi_document_can_be_loaded_at_start_up(tmp_path: Path, api
 class Redirector(BaseHTTPRequestHandler):
     """/to/HOST:PORT/PATH answers 302 to http://HOST:PORT/PATH; anything else answers with what it saw."""
 
-    seen: list[dict[str, Any]] = []
+    seen: ClassVar[list[dict[str, Any]]] = []
 
     def do_GET(self) -> None:
         Redirector.seen.append({"path": self.path, "headers": dict(self.headers)})
