@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from gateway.approvals.requests import ApprovalRequest
-from gateway.audit.store import Statement
+from gateway.store.changes import Change, Statement
 from gateway.ids import new_id
 from gateway.outcomes import Decision, Outcome, OutcomeCode
 from gateway.policy import PolicyDecision
@@ -144,7 +144,7 @@ class CallContext:
     arguments_digest: str | None = None
     result: ToolResult | None = None
     approval_id: str | None = None
-    statements: tuple[Statement, ...] = field(default=())
+    statements: tuple[Change | Statement, ...] = field(default=())
     """Writes that commit atomically with this call's outcome record."""
     progress: ProgressReporter | None = None
     """Progress notifications back to the caller, when it asked for them."""

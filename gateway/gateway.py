@@ -23,14 +23,12 @@ from anyio.abc import TaskGroup
 
 from gateway.approvals.requests import ApprovalRequest
 from gateway.approvals.service import ApprovalService
-from gateway.approvals.sqlite_store import SqliteApprovalStore
 from gateway.approvals.worker import ApprovalWorker
-from gateway.audit import AuditRecord, AuditStore
+from gateway.audit import AuditRecord
 from gateway.audit.checkpoints import Checkpoint
 from gateway.calls import CallContext, Caller, CheckReport, Governed, PlanLink
 from gateway.checkpointer import Checkpointer
 from gateway.config import GatewayConfig, load_config
-from gateway.guardrails.flows import FlowTracker
 from gateway.guardrails.rate_limits import RateLimiter
 from gateway.outcomes import AuditWriteError, Outcome, OutcomeCode
 from gateway.pipeline.assembly import assemble
@@ -39,14 +37,13 @@ from gateway.planner.preview import PlanPreview, Previewer
 from gateway.planner.service import PlannerService
 from gateway.policy import PolicyEngine
 from gateway.ports import Listener
-from gateway.reads import StoreReads
 from gateway.resources import GovernedResources
 from gateway.snapshot import Snapshot, load_policy
 from gateway.snapshot_holder import SnapshotHolder, file_stamps
 from gateway.sources.builtin import BuiltinSource
 from gateway.sources.registry import SourceSet
 from gateway.store.owner import Owner
-from gateway.store.sqlite.plan_runs import SQLitePlanRuns
+from gateway.store.stores import build_stores
 from gateway.tool_api import ProgressReporter, Relay
 from gateway.tool_types import SourceHealth, ToolDefinition
 
@@ -65,27 +62,26 @@ class Gateway:
         self.mode = mode
         stamps = file_stamps(config)  # before reading: a change during loading is seen later
         policy = load_policy(config)
-        self.audit = AuditStore(
-            config.resolve(config.audit.path),
-            config.audit.write_timeout_seconds,
-            config.resolve(config.audit.salt_file),
-        )
-        reads = StoreReads(self.audit.path)
+        self.stores = build_stores(config)
+        self.audit = self.stores.audit
         self.owner = Owner.new()  # whose leases this process holds (plan runs, approved requests it executes)
-        self.approvals = ApprovalService(self, self, self.audit, SqliteApprovalStore(self.audit.path), str(self.owner))
-        self.planner = PlannerService(self, self, self.audit, SQLitePlanRuns(self.audit.path), self.owner)
+        self.approvals = ApprovalService(self, self, self.audit, self.stores.approvals, str(self.owner))
+        self.planner = PlannerService(self, self, self.audit, self.stores.plan_runs, self.owner)
         self.resources = GovernedResources(self, self, lambda: self.sources.upstreams())
-        builtin = BuiltinSource(self, self.approvals, self.planner, reads)
+        builtin = BuiltinSource(self, self.approvals, self.planner, self.stores.reads)
         self.sources = SourceSet(config, on_change=self._sources_changed, builtin=[builtin])
-        flows, limiter = FlowTracker(), RateLimiter()  # outlive every snapshot: a session's reads, rate buckets
+        # Outlive every snapshot: a session's reads, the rate buckets (in memory, or shared by replicas).
+        flows, limiter = self.stores.flow_labels, RateLimiter(self.stores.rate_buckets)
         self._snapshots = SnapshotHolder(
             Snapshot.build(config, policy, self.sources.sources),
             self.sources,
             self.audit,
-            lambda snapshot: assemble(snapshot, self.audit, flows, limiter),
+            lambda snapshot: assemble(snapshot, self.audit, flows, limiter, self.stores.approvals),
             stamps,
         )
-        self._checkpoints = Checkpointer(self, self.audit)
+        self._checkpoints = Checkpointer(
+            self, self.audit, self.stores.checkpoint_turn, create_key=self.stores.backend == "sqlite"
+        )
         self._stack: AsyncExitStack | None = None
         self._tasks: TaskGroup | None = None
 
@@ -111,8 +107,8 @@ class Gateway:
         stack = AsyncExitStack()
         serving = self.mode == "server"
         try:
-            self.audit.open(self.config.audit.salt)
-            stack.push_async_callback(self.audit.close)
+            await self.stores.open(self.config.audit.salt)
+            stack.push_async_callback(self.stores.close)
             await self.audit.append(self._lifecycle("gateway.start"))
             if serving:
                 await self.planner.interrupt_expired()
@@ -124,6 +120,8 @@ class Gateway:
             if serving:
                 tasks.start_soon(ApprovalWorker(self.approvals.executor).run, tasks.start_soon)
                 tasks.start_soon(self.planner.watch_leases)
+                if self.stores.watch is not None:  # other replicas' approval decisions, heard as they commit
+                    tasks.start_soon(self.stores.watch, self.approvals.changed_elsewhere)
                 if self.config.audit.checkpoint_seconds > 0:
                     tasks.start_soon(self._checkpoints.run)
                 if self.config.policy.watch_seconds > 0:

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from mcp import types
 
     from gateway.approvals.requests import ApprovalRequest, ApprovalStatus
-    from gateway.audit import AuditQuery, AuditRecord, Statement
+    from gateway.audit import AuditQuery, AuditRecord
     from gateway.calls import Caller, CheckReport, Governed, PlanLink
     from gateway.outcomes import Outcome
+    from gateway.store.changes import Change, Statement
     from gateway.planner.plan import Plan
     from gateway.planner.preview import PlanPreview
     from gateway.planner.runs import RunRecord
@@ -84,8 +85,10 @@ class AuditSink(Protocol):
     @property
     def salt(self) -> str: ...
 
-    async def append(self, record: AuditRecord, statements: Sequence[Statement] = (), *, durable: bool = True) -> int:
-        """Commit `record` (and `statements`, atomically); its sequence number. Raises on failure."""
+    async def append(
+        self, record: AuditRecord, changes: Sequence[Change | Statement] = (), *, durable: bool = True
+    ) -> int:
+        """Commit `record` (and `changes`, atomically); its sequence number. Raises on failure."""
         ...
 
 

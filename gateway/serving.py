@@ -9,11 +9,14 @@ import uvicorn
 from mcp.server import NotificationOptions
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.config import ServerConfig
 from gateway.http_auth import BearerVerifier
 from gateway.mcp_server import build_server
+from gateway.outcomes import ConfigError
 from gateway.ports import Served
 from gateway.version import __version__
 
@@ -25,8 +28,36 @@ async def serve_stdio(gateway: Served, subject: str, how: str = "stdio") -> None
         await server.run(read, write, server.create_initialization_options(NotificationOptions(tools_changed=True)))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+_LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
+def transport_security(server: ServerConfig, host: str) -> TransportSecuritySettings:
+    """DNS-rebinding protection, always on: the `Host` (and `Origin`) values a request may carry.
+
+    On loopback, the loopback names (as the SDK does) plus any configured. Beyond loopback the SDK
+    would switch the protection off; the gateway refuses to start instead until `server.allowed_hosts`
+    names the hosts clients use (TLS is terminated in front: see the README's "Several replicas").
+    """
+    if host not in LOOPBACK and not server.allowed_hosts:
+        raise ConfigError(
+            [
+                f"server.allowed_hosts: binding to {host} needs the Host names clients use"
+                " (for example [gateway.acme.example, 'gateway.acme.example:*']): DNS-rebinding protection stays on"
+            ]
+        )
+    loopback = host in LOOPBACK
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*(_LOOPBACK_HOSTS if loopback else ()), *server.allowed_hosts],
+        allowed_origins=[*(_LOOPBACK_ORIGINS if loopback else ()), *server.allowed_origins],
+    )
+
+
 def build_http_app(gateway: Served, host: str, port: int) -> Starlette:
     config = gateway.snapshot.config
+    security = transport_security(config.server, host)
     base = (config.server.public_url or f"http://{host}:{port}").rstrip("/")
     server = build_server(gateway, transport="http", version=__version__)
     auth = AuthSettings.model_validate(
@@ -41,6 +72,7 @@ def build_http_app(gateway: Served, host: str, port: int) -> Starlette:
     app = server.streamable_http_app(
         streamable_http_path=config.server.path,
         host=host,
+        transport_security=security,
         auth=auth,
         token_verifier=BearerVerifier(
             lambda: gateway.snapshot.config.identity, config.root, gateway.record_auth_failure

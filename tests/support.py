@@ -245,7 +245,11 @@ def make_guarded_deployment(root: Path, rules: list[dict[str, Any]] | None = Non
 
 
 def set_guardrails(root: Path, rules: list[dict[str, Any]] | None = None, **settings: Any) -> None:
-    """Rewrite the deployment's guardrails.yaml: the shipped demo file, plus `rules`, with `settings` merged."""
+    """Rewrite the deployment's guardrails.yaml: the shipped demo file, plus `rules`, with `settings` merged.
+
+    The detector budget is generous unless a test sets it: these tests are about detection, and a loaded
+    machine must not turn a slow first scan into a `*.error` finding (tests of the budget set their own)."""
+    settings = {"budget_ms": 10_000, **settings}
     shipped = yaml.safe_load((REPO / "policies" / "guardrails.yaml").read_text())
     shipped["rules"] = [*shipped.get("rules", []), *(rules or [])]
     (root / "policies" / "guardrails.yaml").write_text(yaml.safe_dump(_merge(shipped, settings), sort_keys=False))

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gateway.reads",
             "gateway.approvals",
             "gateway.approvals.requests",
+            "gateway.store.postgres.approvals",  # the approval store on PostgreSQL, beside approvals/sqlite_store.py
             "gateway.planner",
             "gateway.planner.plan",
             "gateway.planner.validate",
@@ -65,7 +66,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "gateway.snapshot_holder",
         ),
     ),
-    ("wiring", ("gateway.pipeline.assembly", "gateway.gateway")),
+    # Choosing the stores' backend names every implementation: wiring, like assembling the pipeline.
+    (
+        "wiring",
+        ("gateway.pipeline.assembly", "gateway.gateway", "gateway.store.stores", "gateway.store.postgres.stores"),
+    ),
     ("mcp", ("gateway.mcp_server", "gateway.serving", "gateway.http_auth")),
     ("cli", ("gateway.cli", "gateway.__main__")),
 ]

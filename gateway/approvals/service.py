@@ -75,6 +75,13 @@ class ApprovalService:
         """Whose leases this process's claims are."""
         return self.executor.owner
 
+    def changed_elsewhere(self, request_id: str) -> None:
+        """Another process committed a change of `request_id` (`*`: of any): wake its waiters and the worker now."""
+        if request_id == "*":
+            self._wakeups.notify_all()
+        else:
+            self._journal.changed(request_id, queue=True)
+
     @property
     def _policy(self) -> PolicyEngine:
         return self._current.snapshot.policy

@@ -45,3 +45,9 @@ class Wakeups:
         event = self._events.pop(key, None)
         if event is not None:
             event.set()
+
+    def notify_all(self) -> None:
+        """Wake every watcher: something may have changed that nobody was told of (a reconnect)."""
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()

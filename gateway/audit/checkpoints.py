@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict
 
 from gateway.canonical import canonical_json
+
+if TYPE_CHECKING:
+    from gateway.store.protocols import AuditLog
 
 
 class Checkpoint(BaseModel):
@@ -38,22 +42,44 @@ class Checkpoint(BaseModel):
         return canonical_json({"seq": self.seq, "hash": self.hash, "ts": self.ts}).encode()
 
 
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The signing key; created (with its public key beside it, `.pub`) on first use."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
+def load_or_create_key(path: Path, create: bool = True) -> Ed25519PrivateKey:
+    """The signing key; created (with its public key beside it, `.pub`) on first use when `create`.
+
+    Creation is atomic: processes starting at once on one folder agree on one key (the first to link
+    its file wins; the others read it). Without `create` (replicas, which must share one key), a
+    missing key is an error naming the file and the fix.
+    """
+    if not path.exists():
+        if not create:
+            raise ValueError(
+                f"audit.checkpoint_key: no signing key at {path}; replicas share one key:"
+                " `portcullis db init` creates it, then copy it (and its .pub) to every replica"
+            )
+        _create_key(path)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def _create_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path.write_bytes(pem)
-    path.chmod(0o600)
-    public_key_path(path).write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return key
+    draft = path.with_name(f".{path.name}.{os.getpid()}.new")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(pem)
+    try:
+        os.link(draft, path)  # fails if another process made the key first: theirs is the key
+    except FileExistsError:
+        return
+    finally:
+        draft.unlink()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_draft = path.with_name(f".{path.name}.{os.getpid()}.pub.new")
+    public_draft.write_bytes(public)
+    public_draft.replace(public_key_path(path))
 
 
 def public_key_path(private: Path) -> Path:
@@ -182,22 +208,13 @@ def missing_from_copy(logged: list[Checkpoint], copy: list[Checkpoint], file: Pa
     )
 
 
-async def write_checkpoint(store: Any, key: Ed25519PrivateKey, file: Path) -> Checkpoint | None:
-    """Sign the current chain head; record it in the log and append it to `file`."""
+async def write_checkpoint(store: AuditLog, key: Ed25519PrivateKey, file: Path) -> Checkpoint | None:
+    """Sign the current chain head (as committed by every process); record it in the log and append it to `file`."""
     import anyio.to_thread
 
-    from gateway.audit.query import open_readonly
     from gateway.audit.records import AuditRecord, utc_now
-    from gateway.audit.store import chain_head
 
-    def head() -> tuple[int, str]:
-        connection = open_readonly(store.path)
-        try:
-            return chain_head(connection)
-        finally:
-            connection.close()
-
-    seq, digest = await anyio.to_thread.run_sync(head)
+    seq, digest = await store.head()
     if seq == 0:
         return None
     checkpoint = sign(key, seq, digest, utc_now())

@@ -7,7 +7,6 @@ and in the external copy, show a log cut short or rewritten from its first recor
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +23,8 @@ from gateway.audit.checkpoints import (
     verify_checkpoints,
     verify_logged,
 )
-from gateway.audit.query import open_readonly
+from gateway.audit.reader import COLUMNS, AuditReader, SqliteAuditReader
 from gateway.audit.records import chain_hash
-from gateway.audit.salt import stored_salt_finding
 from gateway.audit.schema import GENESIS_HASH
 
 Progress = Callable[[int], None]
@@ -34,8 +32,6 @@ Progress = Callable[[int], None]
 PROGRESS_EVERY = 10_000
 COPY_GRACE_SECONDS = 2.0
 """How long verify waits for a running gateway to append to the external copy a checkpoint already in the log."""
-
-_COLUMNS = ("ts", "event", "call_id", "subject", "tool", "decision", "outcome")
 
 
 class VerifyReport(BaseModel):
@@ -52,14 +48,14 @@ class VerifyReport(BaseModel):
     """Findings that do not make the log untrustworthy by themselves (or that the caller chose to accept)."""
 
 
-def verify_chain(connection: sqlite3.Connection, progress: Progress | None = None) -> VerifyReport:
+def verify_chain(reader: AuditReader, progress: Progress | None = None) -> VerifyReport:
     """Walk the log in order; report the first record that was edited, removed, inserted or moved.
 
     `progress` is told every `PROGRESS_EVERY` records how many more were checked.
     """
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
-    rows = connection.execute(f"SELECT seq, prev_hash, hash, body, {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
-    for seq, stored_prev, stored_hash, body, *columns in rows:
+    for entry in reader.entries():
+        seq, stored_prev, stored_hash, body = entry.seq, entry.prev_hash, entry.hash, entry.body
         if seq != expected_seq:
             return _broken(count, expected_seq, f"record {expected_seq} is missing (next record is {seq})")
         if stored_prev != prev_hash:
@@ -72,7 +68,7 @@ def verify_chain(connection: sqlite3.Connection, progress: Progress | None = Non
             return _broken(count, seq, f"record {seq} has a body that is not JSON")
         if content.get("seq") != seq:
             return _broken(count, seq, f"record {seq} carries sequence number {content.get('seq')} (moved)")
-        for name, value in zip(_COLUMNS, columns, strict=True):
+        for name, value in zip(COLUMNS, entry.columns, strict=True):
             if content.get(name) != value:
                 return _broken(count, seq, f"record {seq} was altered: column {name} differs from the hashed content")
         expected_seq, prev_hash, count = seq + 1, stored_hash, count + 1
@@ -83,6 +79,21 @@ def verify_chain(connection: sqlite3.Connection, progress: Progress | None = Non
 
 def verify_file(
     path: Path,
+    checkpoint_file: Path | None = None,
+    public_key: Path | None = None,
+    progress: Progress | None = None,
+    *,
+    require_checkpoint_file: bool = True,
+) -> VerifyReport:
+    """`verify_log` on the SQLite database at `path`."""
+    with SqliteAuditReader(path) as reader:
+        return verify_log(
+            reader, checkpoint_file, public_key, progress, require_checkpoint_file=require_checkpoint_file
+        )
+
+
+def verify_log(
+    reader: AuditReader,
     checkpoint_file: Path | None = None,
     public_key: Path | None = None,
     progress: Progress | None = None,
@@ -100,19 +111,14 @@ def verify_file(
     # The copy is read before the log (and again after it, see compare_copies): the gateway writes
     # a checkpoint to the log first, so a live log always holds what the copy read first holds.
     external = read_file(checkpoint_file) if checkpoint_file is not None and checkpoint_file.exists() else None
-    connection = open_readonly(path)
-    try:
-        report = verify_chain(connection, progress)
-        if not report.ok:
-            return report
-        logged = _logged_checkpoints(connection)
-        finding = stored_salt_finding(connection)
-        signed_seqs = {e.seq for _, e in logged if isinstance(e, Checkpoint)}
-        signed_seqs |= {e.seq for e in external or () if isinstance(e, Checkpoint)}
-        heads = _heads(connection, signed_seqs)
-    finally:
-        connection.close()
-    report = report.model_copy(update={"checkpoints": len(logged), "warnings": [finding] if finding else []})
+    report = verify_chain(reader, progress)
+    if not report.ok:
+        return report
+    logged = _logged_checkpoints(reader)
+    signed_seqs = {e.seq for _, e in logged if isinstance(e, Checkpoint)}
+    signed_seqs |= {e.seq for e in external or () if isinstance(e, Checkpoint)}
+    heads = reader.hashes(signed_seqs)
+    report = report.model_copy(update={"checkpoints": len(logged), "warnings": reader.findings()})
     if public_key is None:
         if logged:
             report.warnings.append(f"{len(logged)} checkpoint record(s) in the log not checked: no public key given")
@@ -162,26 +168,14 @@ def _copy_catches_up(logged: list[Checkpoint], file: Path) -> tuple[int, str] | 
         time.sleep(0.05)
 
 
-def _heads(connection: sqlite3.Connection, seqs: set[int]) -> dict[int, str]:
-    """The chain's hash at each signed sequence number (point lookups: a long log is not held in memory)."""
-    heads: dict[int, str] = {}
-    for seq in sorted(seqs):
-        row = connection.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()
-        if row is not None:
-            heads[seq] = str(row[0])
-    return heads
-
-
-def _logged_checkpoints(connection: sqlite3.Connection) -> list[tuple[int, Checkpoint | str]]:
+def _logged_checkpoints(reader: AuditReader) -> list[tuple[int, Checkpoint | str]]:
     """The log's `audit.checkpoint` records, in order: the checkpoint each carries, or why it carries none."""
     found: list[tuple[int, Checkpoint | str]] = []
-    for seq, body in connection.execute(
-        "SELECT seq, body FROM audit_log WHERE event = 'audit.checkpoint' ORDER BY seq"
-    ):
+    for entry in reader.entries(event="audit.checkpoint"):
         try:
-            found.append((seq, Checkpoint.model_validate(json.loads(body).get("detail"))))
+            found.append((entry.seq, Checkpoint.model_validate(json.loads(entry.body).get("detail"))))
         except (ValueError, TypeError) as exc:
-            found.append((seq, str(exc).splitlines()[0]))
+            found.append((entry.seq, str(exc).splitlines()[0]))
     return found
 
 

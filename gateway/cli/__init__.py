@@ -19,6 +19,7 @@ COMMANDS: Mapping[str, str] = MappingProxyType(
     {
         "approvals": "List, show, decide and cancel approval requests.",
         "audit": "Query and verify the audit log.",
+        "db": "Create and check the gateway's database (SQLite file or PostgreSQL).",
         "plan": "Check, preview and run multi-step plans.",
         "policy": "Check and explain authorization policy.",
         "serve": "Serve the gateway over MCP (Streamable HTTP or stdio).",

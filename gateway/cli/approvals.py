@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -14,8 +13,6 @@ import click
 
 from gateway.approvals import ApprovalRequest, ApprovalStatus, describe
 from gateway.approvals.service import ApprovalError
-from gateway.approvals.sqlite_store import ballots, select
-from gateway.audit import open_readonly
 from gateway.cli.options import (
     config_option,
     echo_json,
@@ -27,8 +24,8 @@ from gateway.cli.options import (
     subject_option,
 )
 from gateway.gateway import Gateway
+from gateway.reads import ApprovalReads, open_reads
 from gateway.store.errors import StoreError
-from gateway.store.sqlite.errors import sqlite_errors
 
 T = TypeVar("T")
 SHOWN = (
@@ -60,20 +57,12 @@ def approvals() -> None:
     """List, show, decide and cancel approval requests."""
 
 
-def _read(config_path: Path, query: Callable[[sqlite3.Connection], T]) -> T:
-    """`query` on a read-only connection to the deployment's database (a command never starts its writer)."""
-    config = load(config_path)
-    path = config.resolve(config.audit.path)
-    if not path.exists():
-        raise click.ClickException(f"no gateway database at {path} (has the gateway run yet?)")
+def _read(config_path: Path, query: Callable[[ApprovalReads], T]) -> T:
+    """`query` on the deployment's approval requests, SQLite or PostgreSQL (a command never starts the writer)."""
     try:
-        with sqlite_errors(f"cannot read {path}"):
-            connection = open_readonly(path)
-            try:
-                return query(connection)
-            finally:
-                connection.close()
-    except StoreError as exc:
+        with open_reads(load(config_path)) as reads:
+            return query(reads.approvals)
+    except StoreError as exc:  # NoDatabase among them
         raise click.ClickException(str(exc)) from exc
 
 
@@ -91,7 +80,7 @@ def list_approvals(config_path: Path, status: str, as_json: bool) -> None:
 
     Example: portcullis approvals list --json
     """
-    requests = _read(config_path, lambda c: select(c, None if status == "all" else ApprovalStatus(status)))
+    requests = _read(config_path, lambda reads: reads.requests(None if status == "all" else ApprovalStatus(status)))
     rows = [request.model_dump(mode="json") for request in requests]
     if as_json:
         echo_json(rows)
@@ -108,7 +97,7 @@ def show(config_path: Path, request_id: str, as_json: bool) -> None:
 
     Example: portcullis approvals show 01M8GKKWXT8R97FVP88ET8QEEA
     """
-    found, made = _read(config_path, lambda c: (select(c, request_id=request_id), ballots(c, request_id)))
+    found, made = _read(config_path, lambda reads: (reads.requests(request_id=request_id), reads.ballots(request_id)))
     if not found:
         raise click.ClickException(f"no approval request {request_id}")
     body = {**found[0].model_dump(mode="json"), "decisions": [asdict(ballot) for ballot in made]}
@@ -144,11 +133,11 @@ def _service_call(gateway: Gateway, work: Callable[[Gateway], Awaitable[T]]) -> 
     """Run `work` with the gateway's audit store open (the CLI writes through the same chained log)."""
 
     async def run() -> T:
-        gateway.audit.open(gateway.config.audit.salt)
+        await gateway.stores.open(gateway.config.audit.salt)
         try:
             return await work(gateway)
         finally:
-            await gateway.audit.close()
+            await gateway.stores.close()
 
     return anyio.run(run)
 

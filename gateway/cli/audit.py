@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
 
-from gateway.audit.query import AuditQuery, open_readonly, query_records
+from gateway.audit.query import AuditQuery
 from gateway.cli.options import (
     config_option,
     echo_json,
@@ -25,8 +26,12 @@ from gateway.cli.options import (
     progress_bar,
 )
 
+from gateway.reads import NoDatabase, open_reads
+from gateway.store.errors import StoreError
+
 if TYPE_CHECKING:
     from gateway.audit.checkpoints import Checkpoint
+    from gateway.audit.reader import AuditReader
 
 
 @click.group()
@@ -34,12 +39,16 @@ def audit() -> None:
     """Query and verify the audit log."""
 
 
-def _database(config_path: Path) -> Path:
-    config = load(config_path)
-    path = config.resolve(config.audit.path)
-    if not path.exists():
-        raise click.ClickException(f"no audit database at {path} (has the gateway run yet?)")
-    return path
+@contextmanager
+def _reader(config_path: Path) -> Iterator[AuditReader]:
+    """The deployment's audit history (SQLite or PostgreSQL, as `store:` says); a store fault is a ClickException."""
+    try:
+        with open_reads(load(config_path)) as reads:
+            yield reads.audit
+    except NoDatabase as exc:
+        raise click.ClickException(f"no audit database at {exc.path} (has the gateway run yet?)") from exc
+    except StoreError as exc:
+        raise click.ClickException(f"cannot read the audit log: {exc}") from exc
 
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -114,13 +123,8 @@ def query(
         page=page,
         newest_first=True,
     )
-    connection = open_readonly(_database(config_path))
-    try:
-        records = query_records(connection, spec)
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot read the audit log: {exc}") from exc
-    finally:
-        connection.close()
+    with _reader(config_path) as reader:
+        records = reader.records(spec)
     render(records, "json" if as_json else output)
 
 
@@ -166,24 +170,24 @@ def verify(config_path: Path, checkpoint_file: Path | None, allow_missing_checkp
     Example: portcullis audit verify --checkpoints /mnt/offsite/checkpoints.jsonl
     """
     from gateway.audit.checkpoints import public_key_path
-    from gateway.audit.verify import verify_file
+    from gateway.audit.verify import verify_log
 
     config = load(config_path)
     audit_config = config.audit
     public = audit_config.checkpoint_public_key or public_key_path(audit_config.checkpoint_key)
     external = checkpoint_file.resolve() if checkpoint_file else config.resolve(audit_config.checkpoint_file)
-    database = _database(config_path)
-    try:
-        with progress_bar("verifying", _record_count(database)) as advance:
-            report = verify_file(
-                database,
-                external,
-                config.resolve(public),
-                advance,
-                require_checkpoint_file=not allow_missing_checkpoints,
-            )
-    except (sqlite3.Error, OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot verify the audit log: {exc}") from exc
+    with _reader(config_path) as reader:
+        try:
+            with progress_bar("verifying", reader.last_seq()) as advance:
+                report = verify_log(
+                    reader,
+                    external,
+                    config.resolve(public),
+                    advance,
+                    require_checkpoint_file=not allow_missing_checkpoints,
+                )
+        except (StoreError, OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot verify the audit log: {exc}") from exc
     for warning in report.warnings:
         click.echo(f"WARNING: {warning}", err=True)
     if as_json:
@@ -213,15 +217,16 @@ def checkpoint(config_path: Path, as_json: bool) -> None:
 
     Example: portcullis audit checkpoint
     """
-    _database(config_path)
+    with _reader(config_path):  # the log exists and can be reached: a checkpoint needs a head to sign
+        pass
     gateway = load_gateway(config_path)
 
     async def run() -> Checkpoint | None:
-        gateway.audit.open(gateway.config.audit.salt)
+        await gateway.stores.open(gateway.config.audit.salt)
         try:
             return await gateway.checkpoint()
         finally:
-            await gateway.audit.close()
+            await gateway.stores.close()
 
     written = anyio.run(run)
     if written is None:
@@ -244,29 +249,8 @@ def stats(config_path: Path, since: str, top: int, as_json: bool) -> None:
 
     Example: portcullis audit stats --since 7d
     """
-    start = since
-    connection = open_readonly(_database(config_path))
-    try:
-        window = "FROM audit_log WHERE event = 'tool.call' AND ts >= ?"
-
-        def grouped(columns: str, extra: str = "") -> list[dict[str, Any]]:
-            names = [c.strip() for c in columns.split(",")]
-            rows = connection.execute(
-                f"SELECT {columns}, COUNT(*) AS n {window} {extra} GROUP BY {columns} ORDER BY n DESC LIMIT ?",
-                (start, top),
-            ).fetchall()
-            return [{**dict(zip(names, row[:-1], strict=True)), "calls": row[-1]} for row in rows]
-
-        report: dict[str, Any] = {
-            "since": start,
-            "by_decision": grouped("decision"),
-            "by_outcome": grouped("outcome"),
-            "busiest_tools": grouped("tool"),
-            "busiest_subjects": grouped("subject"),
-            "top_denied": grouped("subject, tool", "AND decision = 'deny'"),
-        }
-    finally:
-        connection.close()
+    with _reader(config_path) as reader:
+        report: dict[str, Any] = {"since": since, **reader.stats(since, top)}
     if as_json:
         echo_json(report)
         return
@@ -291,30 +275,13 @@ def export(config_path: Path, output: str, since: str | None) -> None:
     """
     from gateway.audit.verify import PROGRESS_EVERY
 
-    database = _database(config_path)
-    connection = open_readonly(database)
-    try:
-        rows = connection.execute(
-            "SELECT seq, prev_hash, hash, body FROM audit_log WHERE ? IS NULL OR ts >= ? ORDER BY seq", (since, since)
-        )
-        with progress_bar("exporting", _record_count(database)) as advance:
-            for count, (seq, prev_hash, digest, body) in enumerate(rows, 1):
-                record = {**json.loads(body), "seq": seq, "prev_hash": prev_hash, "hash": digest}
-                line = ocsf(record) if output == "ocsf" else record
-                click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
-                if count % PROGRESS_EVERY == 0:
-                    advance(PROGRESS_EVERY)
-    finally:
-        connection.close()
-
-
-def _record_count(database: Path) -> int:
-    """How many records the log holds (its last sequence number): the total a progress bar counts to."""
-    connection = open_readonly(database)
-    try:
-        return int(connection.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log").fetchone()[0])
-    finally:
-        connection.close()
+    with _reader(config_path) as reader, progress_bar("exporting", reader.last_seq()) as advance:
+        for count, entry in enumerate(reader.entries(since=since), 1):
+            record = {**json.loads(entry.body), "seq": entry.seq, "prev_hash": entry.prev_hash, "hash": entry.hash}
+            line = ocsf(record) if output == "ocsf" else record
+            click.echo(json.dumps(line, ensure_ascii=False, separators=(",", ":")))
+            if count % PROGRESS_EVERY == 0:
+                advance(PROGRESS_EVERY)
 
 
 def ocsf(record: dict[str, Any]) -> dict[str, Any]:
@@ -347,24 +314,19 @@ def tail(config_path: Path, lines: int, follow: bool, interval: float) -> None:
 
     Example: portcullis audit tail -f
     """
-    database = _database(config_path)
-    connection = open_readonly(database)
-    try:
-        rows = connection.execute("SELECT seq, body FROM audit_log ORDER BY seq DESC LIMIT ?", (lines,)).fetchall()
-        last = rows[0][0] if rows else 0
-        for seq, body in reversed(rows):
-            _print_line(seq, json.loads(body))
-        if not rows:
-            (last,) = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log").fetchone()
-        while follow:
-            time.sleep(interval)
-            for seq, body in connection.execute("SELECT seq, body FROM audit_log WHERE seq > ? ORDER BY seq", (last,)):
-                _print_line(seq, json.loads(body))
-                last = seq
-    except KeyboardInterrupt:
-        pass
-    finally:
-        connection.close()
+    with _reader(config_path) as reader:
+        try:
+            shown = reader.latest(lines)
+            last = shown[-1].seq if shown else reader.last_seq()
+            for entry in shown:
+                _print_line(entry.seq, json.loads(entry.body))
+            while follow:
+                time.sleep(interval)
+                for entry in reader.entries(after=last):
+                    _print_line(entry.seq, json.loads(entry.body))
+                    last = entry.seq
+        except KeyboardInterrupt:
+            pass
 
 
 def _print_line(seq: int, record: dict[str, Any]) -> None:

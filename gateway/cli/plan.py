@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
 
-from gateway.audit import open_readonly
 from gateway.calls import Caller
 from gateway.cli.options import (
     config_option,
@@ -24,8 +25,12 @@ from gateway.cli.options import (
 from gateway.gateway import Gateway
 from gateway.outcomes import Outcome, OutcomeCode
 from gateway.planner import Plan, validate
-from gateway.planner.runs import list_runs, read_run
 from gateway.planner.tools import render_preview
+from gateway.reads import NoDatabase, open_reads
+from gateway.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from gateway.audit.reader import AuditReader
 
 
 @click.group()
@@ -167,11 +172,8 @@ def _report(outcome: Outcome) -> str:
 @json_option
 def status(config_path: Path, run_id: str, as_json: bool) -> None:
     """A plan run's status, step by step."""
-    connection = _database(config_path)
-    try:
-        record = read_run(connection, run_id)
-    finally:
-        connection.close()
+    with _reader(config_path) as reader:
+        record = reader.plan_run(run_id)
     if record is None:
         raise click.ClickException(f"no plan run {run_id}")
     if as_json:
@@ -190,20 +192,21 @@ def status(config_path: Path, run_id: str, as_json: bool) -> None:
 @json_option
 def list_command(config_path: Path, limit: int, as_json: bool) -> None:
     """Recent plan runs, newest first."""
-    connection = _database(config_path)
-    try:
-        rows = list_runs(connection, limit)
-    finally:
-        connection.close()
+    with _reader(config_path) as reader:
+        rows = reader.plan_runs(limit)
     if as_json:
         echo_json(rows)
     else:
         echo_table(rows, ["id", "created_at", "subject", "status", "goal"])
 
 
-def _database(config_path: Path) -> Any:
-    config = load(config_path)
-    path = config.resolve(config.audit.path)
-    if not path.exists():
-        raise click.ClickException(f"no gateway database at {path} (has the gateway run yet?)")
-    return open_readonly(path)
+@contextmanager
+def _reader(config_path: Path) -> Iterator[AuditReader]:
+    """The deployment's plan runs (SQLite or PostgreSQL, as `store:` says); a store fault is a ClickException."""
+    try:
+        with open_reads(load(config_path)) as reads:
+            yield reads.audit
+    except NoDatabase as exc:
+        raise click.ClickException(str(exc)) from exc
+    except StoreError as exc:
+        raise click.ClickException(f"cannot read plan runs: {exc}") from exc

@@ -8,7 +8,6 @@ from pathlib import Path
 import anyio
 import click
 
-from gateway.audit import open_readonly
 from gateway.cli.options import config_option, echo_json, json_option, load, load_gateway, moment, progress_bar
 from gateway.gateway import Gateway
 from gateway.outcomes import ConfigError
@@ -16,6 +15,8 @@ from gateway.policy import PolicyEngine
 from gateway.policy.lint import LintFinding, lint
 from gateway.policy.replay import replay
 from gateway.policy.testing import CaseResult, PolicyCase, default_test_files, load_cases
+from gateway.reads import NoDatabase, open_reads
+from gateway.store.errors import StoreError
 
 
 @click.group()
@@ -187,16 +188,13 @@ def replay_policy(config_path: Path, candidate: Path, since: str, as_json: bool)
         engine = PolicyEngine.from_files(candidate / "model.conf", candidate / "policy.csv", ("--policy", "--policy"))
     except ConfigError as exc:
         raise click.ClickException("invalid candidate policy:\n  " + "\n  ".join(exc.problems)) from exc
-    database = config.resolve(config.audit.path)
-    if not database.exists():
-        raise click.ClickException(f"no audit database at {database}")
-    connection = open_readonly(database)
     try:
-        calls = connection.execute("SELECT COUNT(*) FROM audit_log WHERE event = 'tool.call'").fetchone()[0]
-        with progress_bar("replaying", int(calls)) as advance:
-            report = replay(connection, engine, since, advance, config.audit.personal_keys)
-    finally:
-        connection.close()
+        with open_reads(config) as reads, progress_bar("replaying", reads.audit.count("tool.call")) as advance:
+            report = replay(reads.audit, engine, since, advance, config.audit.personal_keys)
+    except NoDatabase as exc:
+        raise click.ClickException(f"no audit database at {exc.path}") from exc
+    except StoreError as exc:
+        raise click.ClickException(f"cannot read the audit log: {exc}") from exc
     if as_json:
         echo_json(report.model_dump())
         return

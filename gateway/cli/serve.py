@@ -11,9 +11,10 @@ import click
 
 from gateway.cli.options import config_option, load_gateway, resolve_subject
 from gateway.gateway import Gateway
-from gateway.outcomes import AuditWriteError
-from gateway.serving import serve_http, serve_stdio
+from gateway.outcomes import AuditWriteError, ConfigError
+from gateway.serving import serve_http, serve_stdio, transport_security
 from gateway.store.errors import StoreCorrupt
+from gateway.store.stores import build_stores
 
 
 @click.command()
@@ -46,6 +47,11 @@ def serve(config_path: Path, transport: str, host: str | None, port: int | None,
     configure_logging()
     gateway = load_gateway(config_path, mode="server")
     config = gateway.config
+    if transport == "http":
+        try:
+            transport_security(config.server, host or config.server.host)
+        except ConfigError as exc:
+            raise click.ClickException(f"{config.file}: {'; '.join(exc.problems)}") from exc
     anyio.run(check_audit_database, gateway)
     if transport == "stdio":
         from_env = os.environ.get("PORTCULLIS_SUBJECT")
@@ -74,16 +80,27 @@ def configure_logging() -> None:
 
 
 async def check_audit_database(gateway: Gateway) -> None:
-    """Open the audit store once before serving, so that a file that is not an audit database is one
-    line naming it and what to do, not a traceback from inside the server's start-up."""
+    """Open the stores once before serving, so that a file that is not an audit database, or a database
+    that is down or not initialised, is one line naming it and what to do, not a traceback from inside
+    the server's start-up."""
     config = gateway.config
+    stores = build_stores(config)  # a set of its own: a PostgreSQL pool, once closed, is not opened again
+    where = f"audit.path {config.audit.path}" if stores.backend == "sqlite" else f"store.dsn {stores.where}"
     try:
-        gateway.audit.open(config.audit.salt)
+        await stores.open(config.audit.salt)
     except StoreCorrupt as exc:
+        if stores.backend != "sqlite":
+            raise click.ClickException(f"the database ({where}) is damaged: {exc}") from exc
         raise click.ClickException(
             f"audit.path {config.audit.path} is not a Portcullis audit database ({exc.reason}):"
             " move it away or point audit.path elsewhere"
         ) from exc
     except AuditWriteError as exc:
-        raise click.ClickException(f"cannot open the audit log (audit.path {config.audit.path}): {exc}") from exc
-    await gateway.audit.close()
+        raise click.ClickException(f"cannot open the audit log ({where}): {exc}") from exc
+    await stores.close()
+    key = config.resolve(config.audit.checkpoint_key)
+    if stores.backend != "sqlite" and not key.exists():
+        raise click.ClickException(
+            f"{config.file}: audit.checkpoint_key: no signing key at {key}; replicas share one key:"
+            " `portcullis db init` creates it, then copy it (and its .pub) to every replica"
+        )

@@ -78,7 +78,9 @@ def load_model(
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of settings"])
     lines = _line_map(node) if node is not None else {}
-    problems: list[str] = []
+    problems: list[str] = [
+        f"{_where(path, lines, loc)}: {_dotted(loc)}: {message}" for loc, message in _clear_secrets(raw, model)
+    ]
     data = _interpolate(raw, (), env, problems, path, lines)
     if problems:
         raise ConfigError(problems)
@@ -92,6 +94,29 @@ def load_model(
         if crossed:
             raise ConfigError(crossed)
     return loaded
+
+
+ENV_ONLY: dict[type[BaseModel], tuple[Location, ...]] = {GatewayConfig: (("store", "dsn"),)}
+"""Settings that may hold a password and so must come from the environment, per model."""
+
+
+def _clear_secrets(raw: Mapping[str, Any], model: type[BaseModel]) -> list[tuple[Location, str]]:
+    """A DSN written with its password in the file (before interpolation), which would leak with the file."""
+    found: list[tuple[Location, str]] = []
+    for loc in ENV_ONLY.get(model, ()):
+        value: Any = raw
+        for part in loc:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str) and not _ENV_REF.search(value) and _has_password(value):
+            found.append((loc, "holds a password in clear: write ${PORTCULLIS_DATABASE_URL} and set the variable"))
+    return found
+
+
+def _has_password(dsn: str) -> bool:
+    if "://" in dsn:
+        credentials = dsn.split("://", 1)[1].split("@", 1)
+        return (len(credentials) == 2 and ":" in credentials[0]) or "password=" in dsn
+    return re.search(r"(^|\s)password\s*=", dsn) is not None
 
 
 def locate(path: Path, loc: Location) -> str:

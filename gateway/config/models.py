@@ -26,6 +26,11 @@ class ServerConfig(_Model):
     path: str = "/mcp"
     public_url: str | None = None
     """The URL clients use, when it differs from http://host:port (behind a proxy)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """`Host` header values accepted (`gateway.acme.example`, `gateway.acme.example:*`): DNS-rebinding
+    protection. Required to bind beyond loopback; on loopback the loopback names are always accepted."""
+    allowed_origins: tuple[str, ...] = ()
+    """`Origin` header values accepted from browsers (`https://console.acme.example`); none by default."""
 
 
 class ApiKey(_Model):
@@ -244,6 +249,34 @@ class AuditConfig(_Model):
     """How often to write a checkpoint while serving (0: only at shutdown and on demand)."""
 
 
+class StoreConfig(_Model):
+    """Where the gateway keeps its state: the audit log, approvals, plan runs, rate limits and flow labels.
+
+    `sqlite` (the default) is one file beside the config, for one process or one machine
+    (`audit.path`). `postgresql` is one database shared by every replica: rate limits and flow
+    labels then hold across replicas, and their audit records extend one chain.
+    """
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    dsn: str | None = Field(default=None, repr=False)
+    """A libpq connection string or URL (`postgresql` only). Write `${PORTCULLIS_DATABASE_URL}`: a DSN
+    holding a password in clear in the file is refused."""
+    pool_size: int = Field(default=8, ge=1, le=200)
+    """Connections each replica keeps at most."""
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long to wait for the server before the store counts as unavailable (calls are refused)."""
+    lock_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a statement waits for a connection or a row lock before the store counts as busy."""
+
+    @model_validator(mode="after")
+    def _dsn_matches_backend(self) -> StoreConfig:
+        if self.backend == "postgresql" and not self.dsn:
+            raise ValueError("backend postgresql needs dsn: write dsn: ${PORTCULLIS_DATABASE_URL} and set the variable")
+        if self.backend == "sqlite" and self.dsn:
+            raise ValueError("dsn is for backend postgresql; the SQLite store is audit.path")
+        return self
+
+
 class WebhookConfig(_Model):
     """Told of every new pending request: a JSON POST signed with HMAC-SHA256 (`X-Portcullis-Signature`)."""
 
@@ -281,6 +314,7 @@ class GatewayConfig(_Model):
     upstreams: tuple[UpstreamConfig, ...] = ()
     limits: LimitsConfig = LimitsConfig()
     audit: AuditConfig = AuditConfig()
+    store: StoreConfig = StoreConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     guardrails: Path | None = None
     """`guardrails.yaml`: detectors per tool, flow labels, rate limits. None: schema checks and size caps only."""
@@ -296,6 +330,19 @@ class GatewayConfig(_Model):
                 raise ValueError(f"upstream namespace {upstream.namespace!r} is declared twice")
             seen.add(upstream.namespace)
         return self
+
+    def cross_check(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Settings that are wrong together (located by the loader)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.store.backend == "postgresql" and not self.audit.salt:
+            problems.append(
+                (
+                    ("store", "backend"),
+                    "replicas on postgresql need one audit salt: set audit.salt: ${PORTCULLIS_AUDIT_SALT} (the same"
+                    " on every replica; a salt file per replica would hash the same value differently)",
+                )
+            )
+        return problems
 
     def tool_timeout(self, tool: str, declared: float | None) -> float:
         override = self.tools.overrides.get(tool)

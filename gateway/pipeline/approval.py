@@ -6,14 +6,15 @@ completion that policy (or a guardrail) would send for approval is refused.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from mcp import types
 
-from gateway.approvals.requests import later, pending_request
+from gateway.approvals.requests import ApprovalRequest, later, pending_request
 from gateway.calls import CallContext, Continue, Finding, Stop
 from gateway.canonical import canonical_json
 from gateway.outcomes import Decision, Outcome, OutcomeCode
+from gateway.store.changes import Change, Statement
 
 CONSENT = "consent"
 """The approver 'role' meaning: the user making the call confirms it themselves."""
@@ -41,13 +42,24 @@ def consent_question(call: CallContext) -> str:
     return f"Portcullis: confirm the call to {call.tool_name} with {canonical_json(call.arguments)[:500]}?"
 
 
+class PendingRequests(Protocol):
+    """Where a held call's request is kept: the approval store's change, committed with the call's record."""
+
+    def create(self, request: ApprovalRequest) -> Change: ...
+
+
 class Approval:
     name: ClassVar[str] = "approval"
     executes: ClassVar[bool] = False
 
-    def __init__(self, policy_version: str, expiry_seconds: float) -> None:
+    def __init__(self, policy_version: str, expiry_seconds: float, requests: PendingRequests | None = None) -> None:
         self._policy_version = policy_version
         self._expiry_seconds = expiry_seconds
+        self._requests = requests
+        """The deployment's approval store (SQLite or PostgreSQL); None: the embedded SQLite database's insert."""
+
+    def _create(self, request: ApprovalRequest) -> Change | Statement:
+        return request.insert() if self._requests is None else self._requests.create(request)
 
     async def __call__(self, call: CallContext) -> Continue | Stop:
         decision, tool = call.decision, call.tool
@@ -94,7 +106,7 @@ class Approval:
         )
         message = f"approval by {approver} is required; request {request.id} is pending"
         return Stop(
-            call.evolve(approval_id=request.id, statements=(*call.statements, request.insert())),
+            call.evolve(approval_id=request.id, statements=(*call.statements, self._create(request))),
             Outcome.refuse(
                 OutcomeCode.APPROVAL_REQUIRED,
                 message,

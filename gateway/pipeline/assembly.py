@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from gateway.calls import CallContext, Stage
 from gateway.guardrails.flows import FlowTracker
+from gateway.store.protocols import FlowLabels
 from gateway.guardrails.rate_limits import RateLimiter
 from gateway.pipeline.admission import Admission
-from gateway.pipeline.approval import Approval
+from gateway.pipeline.approval import Approval, PendingRequests
 from gateway.pipeline.authorization import Authorization
 from gateway.pipeline.execution import Execution
 from gateway.pipeline.identity import Identity
@@ -30,9 +31,10 @@ from gateway.tool_types import ToolDefinition
 
 def build_stages(
     snapshot: Snapshot,
-    flows: FlowTracker | None = None,
+    flows: FlowLabels | None = None,
     limiter: RateLimiter | None = None,
     audit: AuditSink | None = None,
+    approvals: PendingRequests | None = None,
 ) -> list[Stage]:
     """The stages for one snapshot, in travel order; built once, never mutated.
 
@@ -51,7 +53,7 @@ def build_stages(
         InputGuardrails(snapshot.catalog, guardrails, flows),
     ]
     after: list[Stage] = [
-        Approval(snapshot.policy.version, config.approvals.expiry_seconds),
+        Approval(snapshot.policy.version, config.approvals.expiry_seconds, approvals),
         Execution(config, snapshot.catalog, audit),  # audit: relayed elicitation and sampling are recorded
         OutputGuardrails(config.limits, guardrails, flows),
     ]
@@ -67,10 +69,14 @@ def build_stages(
 
 
 def build_pipeline(
-    snapshot: Snapshot, audit: AuditSink | None, flows: FlowTracker | None = None, limiter: RateLimiter | None = None
+    snapshot: Snapshot,
+    audit: AuditSink | None,
+    flows: FlowLabels | None = None,
+    limiter: RateLimiter | None = None,
+    approvals: PendingRequests | None = None,
 ) -> Pipeline:
     audit_config = snapshot.config.audit
-    stages = build_stages(snapshot, flows, limiter, audit)
+    stages = build_stages(snapshot, flows, limiter, audit, approvals)
     return Pipeline(stages, audit, audit_config.secret_keys, audit_config.personal_keys)
 
 
@@ -85,7 +91,11 @@ class Assembled:
     """Nothing executed, recorded or queued (`policy check`, plan previews)."""
 
 
-def assemble(snapshot: Snapshot, audit: AuditSink, flows: FlowTracker, limiter: RateLimiter) -> Assembled:
+def assemble(
+    snapshot: Snapshot, audit: AuditSink, flows: FlowLabels, limiter: RateLimiter, approvals: PendingRequests
+) -> Assembled:
     return Assembled(
-        snapshot, build_pipeline(snapshot, audit, flows, limiter), build_pipeline(snapshot, None, flows, limiter)
+        snapshot,
+        build_pipeline(snapshot, audit, flows, limiter, approvals),
+        build_pipeline(snapshot, None, flows, limiter, approvals),
     )

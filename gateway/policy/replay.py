@@ -18,9 +18,8 @@ policy, except for callers whose roles came from a token (JWT), whose recorded r
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +27,9 @@ from gateway.audit.query import parse_since
 from gateway.outcomes import Decision
 from gateway.policy.engine import UNLISTED_REASON, PolicyEngine, rule_id
 from gateway.policy.rules import Rule
+
+if TYPE_CHECKING:
+    from gateway.audit.reader import AuditReader
 
 HASHED = "hmac-sha256:"
 """How the audit log stores a salted hash in place of a value (see audit/records.py)."""
@@ -73,7 +75,7 @@ class ReplayReport(BaseModel):
 
 
 def replay(
-    connection: sqlite3.Connection,
+    reader: AuditReader,
     candidate: PolicyEngine,
     since: str | None,
     progress: Callable[[int], None] | None = None,
@@ -83,17 +85,13 @@ def replay(
 
     `personal_keys` (the deployment's `audit.personal_keys`) only names which setting hashed a value.
     """
-    sql = "SELECT seq, body FROM audit_log WHERE event = 'tool.call'"
-    params: tuple[Any, ...] = ()
-    if since is not None:
-        sql += " AND ts >= ?"
-        params = (parse_since(since),)
     personal = {key.lower() for key in personal_keys}
     replayed, changes, unreplayable = 0, [], []
-    for count, (seq, body) in enumerate(connection.execute(sql + " ORDER BY seq", params), 1):
+    entries = reader.entries(event="tool.call", since=parse_since(since) if since is not None else None)
+    for count, entry in enumerate(entries, 1):
         if progress is not None and count % 10_000 == 0:
             progress(10_000)
-        record = json.loads(body)
+        seq, record = entry.seq, json.loads(entry.body)
         subject, tool, old = record.get("subject"), record.get("tool"), record.get("decision")
         if not subject or not tool or old is None or not _policy_decided(record):
             continue

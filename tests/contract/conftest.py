@@ -7,6 +7,7 @@ adding its name to `params` here and its class to contract_support.py.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +19,24 @@ from contract_support import (
     Clock,
     FlowLabelsFactory,
     MemoryBuckets,
+    PostgresBackend,
     SharedBuckets,
     SQLiteBackend,
     Verified,
     memory_flow_labels,
     verified,
 )
+from pg_state_support import pg_buckets, pg_flow_labels
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The audit log and the plan-run store of one backend, on a database of the test's own."""
-    return {"sqlite": SQLiteBackend}[request.param](tmp_path)
+    if request.param == "sqlite":
+        yield SQLiteBackend(tmp_path)
+        return
+    with PostgresBackend.on(request.getfixturevalue("postgres")) as postgres:
+        yield postgres
 
 
 @pytest.fixture
@@ -37,16 +44,24 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory"])
-def rate_buckets(request: pytest.FixtureRequest, clock: Clock) -> SharedBuckets:
-    """The rate-limit buckets under test, on the test's clock."""
-    return {"memory": MemoryBuckets}[request.param](clock)
+@pytest.fixture(params=["memory", "postgresql"])
+def rate_buckets(request: pytest.FixtureRequest, clock: Clock) -> Iterator[SharedBuckets]:
+    """The rate-limit buckets under test, on the test's clock (each PostgreSQL handle: another process)."""
+    if request.param == "postgresql":
+        with pg_buckets(request.getfixturevalue("pg_dsn"), clock) as buckets:
+            yield buckets
+    else:
+        yield MemoryBuckets(clock)
 
 
-@pytest.fixture(params=["memory"])
-def flow_labels(request: pytest.FixtureRequest) -> FlowLabelsFactory:
+@pytest.fixture(params=["memory", "postgresql"])
+def flow_labels(request: pytest.FixtureRequest) -> Iterator[FlowLabelsFactory]:
     """Builds the flow-label store under test with the bounds given."""
-    return {"memory": memory_flow_labels}[request.param]
+    if request.param == "postgresql":
+        with pg_flow_labels(request.getfixturevalue("pg_dsn")) as factory:
+            yield factory
+    else:
+        yield memory_flow_labels
 
 
 @pytest.fixture(name="verified")

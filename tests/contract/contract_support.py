@@ -15,10 +15,19 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio.to_thread
+import psycopg
+from pg import PostgresServer
+from psycopg_pool import ConnectionPool
+
 from gateway.audit import AuditStore, chain_hash
 from gateway.audit.schema import GENESIS_HASH
 from gateway.guardrails.flows import FlowTracker
 from gateway.guardrails.rate_limits import MemoryRateBuckets
+from gateway.store.postgres.audit_log import APPEND_LOCK, PgAuditLog
+from gateway.store.postgres.connect import PoolSettings, open_pool
+from gateway.store.postgres.migrate import migrate
+from gateway.store.postgres.plan_runs import PgPlanRuns
 from gateway.store.protocols import AuditLog, FlowLabels, PlanRunStore, RateBuckets
 from gateway.store.sqlite.plan_runs import SQLitePlanRuns
 
@@ -85,6 +94,74 @@ class SQLiteBackend:
     async def hold_write_lock(self) -> AsyncIterator[None]:
         with _exclusive(self.path):
             yield
+
+
+class PostgresBackend:
+    """A database of the test's own on the worker's server, migrated; each log is a process with its own pool."""
+
+    name = "postgresql"
+    settings = PoolSettings(min_size=1, max_size=4, connect_timeout=2.0, wait_timeout=2.0)
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.dsn = server.dsn(server.create_database())
+        self._pools: list[ConnectionPool] = []
+        self._shared = self._pool()  # the plan-run stores' (reads see every process's commits)
+        migrate(self._shared)
+
+    @classmethod
+    @contextmanager
+    def on(cls, server: PostgresServer) -> Iterator[PostgresBackend]:
+        backend = cls(server)
+        try:
+            yield backend
+        finally:
+            for pool in backend._pools:
+                pool.close()
+
+    def _pool(self) -> ConnectionPool:
+        pool = open_pool(self.dsn, self.settings)
+        self._pools.append(pool)
+        return pool
+
+    @asynccontextmanager
+    async def open_log(self) -> AsyncIterator[AuditLog]:
+        log = PgAuditLog(await anyio.to_thread.run_sync(self._pool), write_timeout_seconds=WRITE_TIMEOUT)
+        await anyio.to_thread.run_sync(log.open, "contract-test-salt")
+        try:
+            yield log
+        finally:
+            await log.close()
+
+    def plan_runs(self, clock: Callable[[], float], lease_seconds: float = 30.0) -> PlanRunStore:
+        return PgPlanRuns(self._shared, lease_seconds, clock)
+
+    def corrupt(self) -> None:
+        """Overwrite the files of the schema's tables and indexes with garbage, as a damaged disk would.
+
+        Nothing has read them since they were created, so the server has no good copy cached: the next
+        read of each finds the garbage (`invalid page`, SQLSTATE XX001). `schema_migrations` is left
+        alone, so the schema still looks current and the damage is the data's.
+        """
+        query = (
+            "SELECT pg_relation_filepath(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') AND c.relname NOT LIKE 'schema_migrations%'"
+        )
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            paths = [row[0] for row in connection.execute(query)]
+        assert paths
+        for path in paths:
+            (self.server.root / "data" / path).write_bytes((b"this is not a database; " * 342)[:8192])
+
+    @asynccontextmanager
+    async def hold_write_lock(self) -> AsyncIterator[None]:
+        """Another process's append in progress: it holds the lock every append takes."""
+        blocker = await anyio.to_thread.run_sync(lambda: psycopg.connect(self.dsn, autocommit=True))
+        try:
+            await anyio.to_thread.run_sync(blocker.execute, "SELECT pg_advisory_lock(%s)", (APPEND_LOCK,))
+            yield
+        finally:
+            await anyio.to_thread.run_sync(blocker.close)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""The contract every approval store keeps (SQLite today; PostgreSQL for replicas adds a backend here).
+"""The contract every approval store keeps: SQLite's, and PostgreSQL's that replicas share.
 
 A change commits with its audit record or not at all; every transition is a compare-and-swap
 (two approvers: one winner; N executors: one execution); a claim holds under a lease that only
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import psycopg
 import pytest
+from pg_state_support import audit_log, migrated_pool
 
 from gateway.approvals.requests import ApprovalRequest, ApprovalStatus, pending_request
 from gateway.approvals.sqlite_store import SqliteApprovalStore
@@ -25,6 +27,8 @@ from gateway.canonical import digest
 from gateway.outcomes import AuditWriteError, PortcullisError
 from gateway.store.changes import Change
 from gateway.store.errors import StaleState
+from gateway.store.postgres.approvals import PgApprovalStore
+from gateway.store.protocols import AuditLog
 
 pytestmark = pytest.mark.anyio
 LEASE = 30.0
@@ -46,7 +50,7 @@ class Backend:
     """One implementation under test: its store, the audit log its changes commit with, and its clock."""
 
     store: ApprovalStore
-    audit: AuditStore
+    audit: AuditLog
     clock: Clock
     breaks: Callable[[], Awaitable[None]]
     """Make the store unusable (its database gone bad), as a fault would."""
@@ -70,12 +74,32 @@ async def sqlite_backend(root: Path) -> AsyncIterator[Backend]:
         await audit.close()
 
 
-BACKENDS = {"sqlite": sqlite_backend}
+async def postgresql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    dsn = request.getfixturevalue("pg_dsn")
+    pool = migrated_pool(dsn)
+    audit = audit_log(pool)
+    clock = Clock()
+
+    async def breaks() -> None:  # the schema is gone: what `portcullis db init` creates
+        with psycopg.connect(dsn, autocommit=True, options="-c lock_timeout=5000") as connection:
+            connection.execute("DROP SCHEMA public CASCADE")
+
+    try:
+        yield Backend(PgApprovalStore(pool, lease_seconds=LEASE, clock=clock), audit, clock, breaks)
+    finally:
+        await audit.close()
+        pool.close()
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], AsyncIterator[Backend]]] = {
+    "sqlite": lambda request: sqlite_backend(request.getfixturevalue("tmp_path")),
+    "postgresql": postgresql_backend,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async for made in BACKENDS[request.param](tmp_path):
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    async for made in BACKENDS[request.param](request):
         yield made
 
 
