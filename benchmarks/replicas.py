@@ -26,6 +26,7 @@ Then two measurements of the store itself:
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import shutil
@@ -74,7 +75,8 @@ def deployment(root: Path, dsn: str | None, poll_seconds: float | None = None) -
         policy.write("\np, role:support, bench.*, call, allow\n")
     guardrails = yaml.safe_load((REPO / "policies" / "guardrails.yaml").read_text())
     guardrails["rules"].append({"tools": "bench.echo", "labels": ["untrusted_content"]})
-    guardrails["rate_limits"].append({"tools": "bench.echo", "rate": 1_000_000, "per_seconds": 1})
+    # A limit no call reaches, on the benchmark's tool only (the demo's refund limit would refuse the wake-up runs).
+    guardrails["rate_limits"] = [{"tools": "bench.echo", "rate": 1_000_000, "per_seconds": 1}]
     (root / "policies" / "guardrails.yaml").write_text(yaml.safe_dump(guardrails))
     config = yaml.safe_load((REPO / "portcullis.yaml").read_text())
     config["tools"].pop("http_files", None)
@@ -215,7 +217,10 @@ async def wakeups(urls: list[str], count: int) -> list[float]:
         for n in range(count):
             arguments = {"customer_id": "C004", "amount": 150 + n, "reason": f"wake {n}"}
             held = await requester.call_tool("payments.refund", arguments)
-            request_id = (held.meta or {})["portcullis/error"]["approval_id"]
+            error = (held.meta or {})["portcullis/error"]
+            if "approval_id" not in error:
+                raise RuntimeError(f"the refund was not held for approval: {error}")
+            request_id = error["approval_id"]
             answered: dict[str, float] = {}
 
             async def wait(request_id: str = request_id, answered: dict[str, float] = answered) -> None:
@@ -297,7 +302,7 @@ async def main(calls: int, rounds: int, clients: int, seconds: float, wakeup_cou
         ports_w = stack.enter_context(served(deployment(root / "wake", dsn_w, poll_seconds=30), 2, dsn_w))
         found = await wakeups([f"http://127.0.0.1:{port}/mcp" for port in ports_w], wakeup_count)
         ordered = sorted(found)
-        p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)]
+        p95 = ordered[min(len(ordered) - 1, math.ceil(len(ordered) * 0.95) - 1)]
         median = statistics.median(ordered) * 1000
         print(f"  median {median:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms")
 

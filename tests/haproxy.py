@@ -4,8 +4,9 @@ Debian's `haproxy` in the foreground on 127.0.0.1, round-robin over the replicas
 make MCP work behind it:
 - sessions of the handshake era (`Mcp-Session-Id`) stick to the replica that created them (the
   session's stream lives in that process); a request of the stateless era goes to any replica;
-- a replica that is down is taken out by a TCP check and a request to it is sent elsewhere
-  (`option redispatch`); a session stuck to it then answers 404, and the client starts a new one.
+- a replica that is down is taken out by a TCP check (as in examples/replicas/haproxy.cfg) and a
+  request to it is sent elsewhere (`option redispatch`); a session stuck to it then answers 404,
+  and the client starts a new one.
 
 Missing binaries are a failure, not a skip: CI installs `haproxy` (see .ci/run).
 """
